@@ -1,0 +1,1 @@
+"""Datasets, environments, generated offline tasks and the shared model loaders."""

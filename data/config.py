@@ -1,0 +1,41 @@
+"""Schemas of the env, data and model config groups (no heavy imports: read at compose time)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class DMCConfig:
+    """DeepMind Control Suite with flat state observations."""
+
+    _target_: str = "data.dmc.DMCEnv"
+    # "<domain>_<task>" as in the papers' tables: cartpole_swingup, walker_walk, ball_in_cup_catch, ...
+    task: str = "cartpole_swingup"
+    action_repeat: int = 1
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9_]+", self.task):
+            raise ValueError(f"env.task={self.task!r}: expected '<domain>_<task>', e.g. cartpole_swingup")
+        if self.action_repeat < 1:
+            raise ValueError(f"env.action_repeat={self.action_repeat} must be >= 1")
+
+
+@dataclass
+class MLPConfig:
+    """A plain multilayer perceptron backbone (the RL actor and critics, small probes)."""
+
+    name: str = "mlp"
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+
+    def __post_init__(self) -> None:
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            raise ValueError(f"model.hidden_dims={self.hidden_dims}: need at least one positive width")
+
+
+def register(cs: ConfigStore) -> None:
+    cs.store(group="schema/env", name="dmc", node=DMCConfig)
+    cs.store(group="schema/model", name="mlp", node=MLPConfig)

@@ -1,0 +1,1 @@
+"""One folder per paper: its config schema, its model/loss/loop, and nothing another method needs."""

@@ -1,0 +1,102 @@
+"""Typed config schemas, registered with Hydra's ConfigStore before composition.
+
+Hydra merges every YAML file into these dataclasses, so a misspelt key or a wrong type fails at compose
+time. Method, environment and dataset schemas live beside their code (``methods/<name>/config.py``,
+``data/config.py``); :func:`register_all` imports those small modules, never torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
+LOGGER_KINDS = ("wandb", "csv", "none")
+SCALES = ("smoke", "small", "paper")
+
+
+def _choice(key: str, value: Any, valid: tuple) -> None:
+    if value not in valid:
+        raise ValueError(f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, valid))}")
+
+
+@dataclass
+class HardwareConfig:
+    """Lightning accelerator/devices/strategy/precision, passed to Trainer and Fabric alike."""
+
+    name: str = "cpu"
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    # Torch intra-op threads; 0 keeps torch's default. On small shared machines 1 is fastest.
+    num_threads: int = 0
+
+    def __post_init__(self) -> None:
+        _choice("hardware.accelerator", self.accelerator, ACCELERATORS)
+        _choice("hardware.precision", self.precision, PRECISIONS)
+
+
+@dataclass
+class LoggerConfig:
+    """W&B runs offline unless WANDB_MODE=online; csv writes metrics.csv in the run dir."""
+
+    kind: str = "wandb"
+    project: str = "reprolab"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _choice("logger.kind", self.kind, LOGGER_KINDS)
+
+
+@dataclass
+class ScaleConfig:
+    """smoke: CI seconds; small: CPU minutes that show the effect; paper: the paper's budget."""
+
+    name: str = "small"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _choice("scale.name", self.name, SCALES)
+
+
+@dataclass
+class RunConfig:
+    """The root of every composed config."""
+
+    method: Any = MISSING
+    env: Any = None
+    data: Any = None
+    model: Any = None
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    # Report spec of an experiment (rows, columns, metrics, the paper's numbers); read by runners.report.
+    report: Any = None
+    seed: int = 0
+    # Re-run a job even when its output dir already holds a completed results.json.
+    rerun: bool = False
+    # Save a resumable checkpoint this often (method units: env steps, rounds, ...); 0 disables.
+    checkpoint_every: int = 5000
+
+
+def register_all() -> None:
+    """Register the root schema and every schema module of methods/ and data/ (cheap imports only)."""
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    modules = ["data.config"] + [
+        f"methods.{p.parent.name}.config" for p in sorted((ROOT / "methods").glob("*/config.py"))
+    ]
+    for module in modules:
+        importlib.import_module(module).register(cs)
