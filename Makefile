@@ -1,0 +1,62 @@
+# reprolab — `make run` and `make test` set everything up on a fresh machine (Python 3.11).
+PYTHON ?= python3
+SCALE ?= small
+LAUNCHER ?= joblib
+ARGS ?=
+
+# Installs are idempotent: a stamp per extras set, redone whenever pyproject.toml changes.
+# torch goes first and exactly pinned, so no later package can pull another (CUDA) build.
+define install_deps
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PYTHON) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+	deps = p['dependencies'] + [d for x in '$(1)'.split() for d in p['optional-dependencies'][x]]; \
+	open('.install-requirements.txt', 'w').write('\n'.join(deps) + '\n')"
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r .install-requirements.txt
+	rm -f .install-requirements.txt
+endef
+
+.install-stamp: pyproject.toml
+	$(call install_deps,)
+	touch $@
+
+.install-stamp-dev: pyproject.toml
+	$(call install_deps,dev)
+	touch $@ .install-stamp
+
+.PHONY: install install-dev run test test-fast lint format bench table-erc clean
+
+install: .install-stamp
+install-dev: .install-stamp-dev
+
+## run: install what is missing, then the default experiment (ERC on DMControl cartpole-swingup, scale=small)
+run: install
+	$(PYTHON) run.py $(ARGS)
+
+## test: install the dev extras, lint, then the whole suite offline
+test: install-dev lint
+	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(PYTHON) -m pytest
+
+test-fast: install-dev
+	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(PYTHON) -m pytest -m "not slow"
+
+lint: install-dev
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format: install-dev
+	$(PYTHON) -m ruff check --fix .
+	$(PYTHON) -m ruff format .
+
+## bench: speed against baselines measured in the same run (ratios, not absolute times)
+bench: install-dev
+	OMP_NUM_THREADS=1 $(PYTHON) bench/startup.py
+	OMP_NUM_THREADS=1 $(PYTHON) bench/erc_speed.py --threads 1
+
+## table-erc: ERC vs SAC sweep (SCALE=small|paper, LAUNCHER=joblib|slurm|local), then its table and plot.
+## A failed job does not stop the sweep; the report marks its cells missing.
+table-erc: install
+	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=erc_dmc scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
+	$(PYTHON) -m runners.report multirun/erc_dmc/$(SCALE)
+
+clean:
+	rm -rf outputs multirun .install-stamp .install-stamp-dev
