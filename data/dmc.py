@@ -11,8 +11,8 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # no window system needed; state observations never render
 
-import numpy as np  # noqa: E402
-from dm_control import suite  # noqa: E402
+import numpy as np
+from dm_control import suite
 
 
 def task_names() -> list[str]:

@@ -47,7 +47,9 @@ class FitMethod(Method):
         """Extra ``Trainer`` arguments (max_epochs, gradient clipping, ...)."""
         return {}
 
-    def final_metrics(self, fit_metrics: dict[str, float], test_metrics: dict[str, float]) -> dict[str, float]:
+    def final_metrics(
+        self, fit_metrics: dict[str, float], test_metrics: dict[str, float]
+    ) -> dict[str, float]:
         return {**fit_metrics, **test_metrics}
 
 

@@ -56,7 +56,9 @@ def execute(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float] | 
     if method.kind not in RUNNERS:
         raise ValueError(f"{type(method).__name__}.kind={method.kind!r}; valid kinds: {', '.join(RUNNERS)}")
 
-    name = f"{cfg.method.name}-{sink.record['env'] or sink.record['data'] or ''}-s{cfg.seed}".replace("--", "-")
+    name = f"{cfg.method.name}-{sink.record['env'] or sink.record['data'] or ''}-s{cfg.seed}".replace(
+        "--", "-"
+    )
     loggers = build_loggers(cfg, out_dir, name)
     ctx = RunContext(cfg=cfg, out_dir=out_dir, loggers=loggers)
     sink.write("running")

@@ -7,6 +7,7 @@ here; every job checks its own values again in the runner.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -83,10 +84,9 @@ def validate_overrides(argv: Sequence[str]) -> None:
         key = _unknown_key(ex)
         message = str(ex)
         if key is not None:
-            try:
+            # If the rest of the command line is broken too, keep Hydra's own message.
+            with contextlib.suppress(Exception):
                 message = _valid_keys_message(overrides, key)
-            except Exception:  # the rest of the command line is broken too: keep Hydra's message
-                pass
         raise ConfigError(message) from None
     check_schemas(cfg)
 

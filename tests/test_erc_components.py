@@ -53,13 +53,19 @@ def test_actor_log_prob_matches_torch_tanh_normal() -> None:
 def test_replay_buffer_round_trip_keeps_contents_and_sampling_stream() -> None:
     buf = ReplayBuffer(100, obs_dim=3, act_dim=1, rng=np.random.default_rng(0))
     for i in range(30):
-        buf.add(np.full(3, i, np.float32), np.full(1, -i, np.float32), float(i), np.full(3, i + 1, np.float32), i == 7)
+        buf.add(
+            np.full(3, i, np.float32),
+            np.full(1, -i, np.float32),
+            float(i),
+            np.full(3, i + 1, np.float32),
+            i == 7,
+        )
     state = buf.state_dict()
     clone = ReplayBuffer(100, obs_dim=3, act_dim=1, rng=np.random.default_rng(123))
     clone.load_state_dict(state)
     for a, b in zip(buf.sample(16, torch.device("cpu")), clone.sample(16, torch.device("cpu")), strict=True):
         torch.testing.assert_close(a, b)
-    obs, act, rew, next_obs, not_done = buf.sample(256, torch.device("cpu"))
+    obs, act, _, next_obs, not_done = buf.sample(256, torch.device("cpu"))
     torch.testing.assert_close(next_obs, obs + 1)  # transitions stay aligned
     torch.testing.assert_close(act[:, 0], -obs[:, 0])
     assert (not_done[obs[:, 0] == 7] == 0).all() and (not_done[obs[:, 0] != 7] == 1).all()

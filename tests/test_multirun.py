@@ -9,7 +9,13 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-TINY = ["scale=smoke", "method.total_steps=300", "method.learning_starts=100", "method.eval_every=300", "logger=none"]
+TINY = [
+    "scale=smoke",
+    "method.total_steps=300",
+    "method.learning_starts=100",
+    "method.eval_every=300",
+    "logger=none",
+]
 
 
 def statuses(sweep: Path, *keys: str) -> dict[tuple, str]:
@@ -20,7 +26,9 @@ def statuses(sweep: Path, *keys: str) -> dict[tuple, str]:
 
 def test_one_failing_job_does_not_stop_the_sweep(cli, tmp_path: Path) -> None:
     # The pre-flight check sees only the first value of a sweep; the bad task fails inside its own job.
-    out = cli("-m", "method=erc,sac", "env.task=cartpole_swingup,cartpole_fly", *TINY, f"hydra.sweep.dir={tmp_path}")
+    out = cli(
+        "-m", "method=erc,sac", "env.task=cartpole_swingup,cartpole_fly", *TINY, f"hydra.sweep.dir={tmp_path}"
+    )
     assert out.returncode == 1  # Hydra reports the failure ...
     assert statuses(tmp_path, "method", "env") == {  # ... after every job ran
         ("erc", "cartpole_swingup"): "completed",

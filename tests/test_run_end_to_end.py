@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -65,10 +66,16 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     uninterrupted run with the same seed does (agent, optimisers, buffer and RNG states restored)."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     args = [sys.executable, "run.py", *SMOKE, "logger=none"]
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*args, f"hydra.run.dir={straight}"], cwd=ROOT, env=env, check=True, capture_output=True)
 
-    victim = subprocess.Popen([*args, f"hydra.run.dir={resumed}"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(
+        [*args, f"hydra.run.dir={resumed}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while not (resumed / "checkpoint.pt").exists() and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -77,7 +84,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     assert (resumed / "checkpoint.pt").exists(), "no checkpoint before the kill"
     assert results(resumed)["status"] == "running"  # a hard kill leaves the record unfinished
 
-    second = subprocess.run([*args, f"hydra.run.dir={resumed}"], cwd=ROOT, env=env, capture_output=True, text=True)
+    second = subprocess.run(
+        [*args, f"hydra.run.dir={resumed}"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stderr + second.stdout
     a, b = results(straight), results(resumed)

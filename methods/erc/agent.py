@@ -36,7 +36,9 @@ class SACAgent:
         critic = TwinCritic(obs_dim, act_dim, hidden_dims)
         temperature = Temperature(cfg.init_alpha)
         self.critic_target = copy.deepcopy(critic).requires_grad_(False).to(fabric.device)
-        self.actor, self.actor_opt = fabric.setup(actor, torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr))
+        self.actor, self.actor_opt = fabric.setup(
+            actor, torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr)
+        )
         self.actor.mark_forward_method("sample")
         self.actor.mark_forward_method("mean_action")
         self.critic, self.critic_opt = fabric.setup(
@@ -76,7 +78,9 @@ class SACAgent:
         y = self.td_target(rew, next_obs, not_done)
         sq_err = (self.critic(obs, act) - y).pow(2)  # e_ij, [2, batch]
         td_loss = sq_err.mean(dim=-1).sum()
-        penalty = eigensubspace_penalty(sq_err, cfg.beta, cfg.reg_clip) if cfg.beta > 0 else td_loss.new_zeros(())
+        penalty = (
+            eigensubspace_penalty(sq_err, cfg.beta, cfg.reg_clip) if cfg.beta > 0 else td_loss.new_zeros(())
+        )
         self.critic_opt.zero_grad(set_to_none=True)
         self.fabric.backward(td_loss + penalty)
         self.critic_opt.step()
@@ -97,7 +101,11 @@ class SACAgent:
         self.actor_opt.zero_grad(set_to_none=True)
         self.fabric.backward(actor_loss)
         self.actor_opt.step()
-        stats = {"actor/loss": actor_loss.detach(), "actor/entropy": -logp.detach().mean(), "alpha": alpha.detach()}
+        stats = {
+            "actor/loss": actor_loss.detach(),
+            "actor/entropy": -logp.detach().mean(),
+            "alpha": alpha.detach(),
+        }
         if self.cfg.learn_alpha:
             alpha_loss = (alpha * (-logp.detach() - self.target_entropy)).mean()
             self.alpha_opt.zero_grad(set_to_none=True)
@@ -118,6 +126,14 @@ class SACAgent:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("actor", "critic", "critic_target", "temperature", "actor_opt", "critic_opt", "alpha_opt"):
+        for key in (
+            "actor",
+            "critic",
+            "critic_target",
+            "temperature",
+            "actor_opt",
+            "critic_opt",
+            "alpha_opt",
+        ):
             getattr(self, key).load_state_dict(state[key])
         self.updates = state["updates"]

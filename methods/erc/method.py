@@ -88,7 +88,9 @@ class ERC(LoopMethod):
                         ctx.log({**{k: v.item() for k, v in stats.items()}, "steps_per_second": sps}, step)
 
                 if step % cfg.eval_every == 0 or step == cfg.total_steps:
-                    metrics = {"eval_return": self.evaluate(agent, eval_env, cfg.eval_episodes, ctx.seed + step)}
+                    metrics = {
+                        "eval_return": self.evaluate(agent, eval_env, cfg.eval_episodes, ctx.seed + step)
+                    }
                     metrics.update(self.td_error_stats(agent, buffer))
                     ctx.log(metrics, step, curve=True)
                     bar.update(advance=0, info=f"return {metrics['eval_return']:.1f}")

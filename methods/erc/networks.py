@@ -7,6 +7,7 @@ weights, zero biases.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -48,7 +49,7 @@ class TwinCritic(nn.Module):
         super().__init__()
         dims = [obs_dim + act_dim, *hidden_dims, 1]
         self.members = members
-        self.layers = nn.ModuleList(EnsembleLinear(members, i, o) for i, o in zip(dims, dims[1:], strict=False))
+        self.layers = nn.ModuleList(EnsembleLinear(members, i, o) for i, o in itertools.pairwise(dims))
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:
         x = torch.cat([obs, act], dim=-1).expand(self.members, -1, -1)

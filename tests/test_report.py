@@ -1,0 +1,158 @@
+"""runners.report on a hand-written sweep (no training): golden table, missing cells, statistics, inference.
+
+tests/fixtures/sweep_erc is `python run.py -m method=erc,sac env.task=cartpole_swingup,walker_walk
+seed=0,1,2` with made-up numbers: sac/cartpole_swingup/seed=1 never wrote results.json and
+sac/walker_walk/seed=2 failed, so 10 of 12 jobs completed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runners.aggregate import bootstrap_ci, iqm, mean_std
+from runners.report import main, swept_params
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = Path("tests/fixtures/sweep_erc")  # relative to ROOT, so the table names it the same on any machine
+GOLDEN = ROOT / "tests/golden/erc_report.md"
+
+
+def run_report(sweep: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """The CLI end to end; returns what it printed, after checking it matches table.md."""
+    assert main([str(sweep), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == (out / "table.md").read_text()
+    return printed
+
+
+@pytest.fixture
+def fixture_report(tmp_path, monkeypatch, capsys) -> tuple[str, Path]:
+    monkeypatch.chdir(ROOT)
+    return run_report(FIXTURE, tmp_path, capsys), tmp_path
+
+
+def test_golden_table(fixture_report):
+    text, out = fixture_report
+    assert text == GOLDEN.read_text()
+
+    # The numbers, by hand. erc on cartpole_swingup: returns 820, 840, 860 -> mean 840, sample std 20.
+    assert "| cartpole_swingup | **840.0 ± 20.0 (n=3)** |" in text
+    # sac on walker_walk, two seeds: 500, 540 -> mean 520, std sqrt(2 * 20²) = 28.28.
+    assert "| 520.0 ± 28.3 (n=2) |" in text
+    # IQM over rows for erc: sorted returns 610 630 650 820 840 860, drop one each end -> 735.
+    assert np.mean([630, 650, 820, 840]) == 735.0
+    assert "**735.0 [" in text
+    # sac has 4 returns (500 540 780 800) -> middle two -> 660; lower is better for td_error_mean (↓).
+    assert "| 660.0 [" in text
+    assert "## td_error_mean (↓)" in text
+    # The paper number exists for cartpole_swingup only; cheetah_run is not in the sweep.
+    assert "| 850.0 | 790.0 |" in text
+    assert "| walker_walk |" in text and "cheetah_run" not in text
+
+    with (out / "table.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 2 * 3  # envs x methods x metrics
+    header = "env,method,metric,n,expected,mean,std,iqm,ci_low,ci_high,paper"
+    assert list(rows[0]) == header.split(",")
+    first = rows[0]
+    assert (first["env"], first["method"], first["metric"]) == ("cartpole_swingup", "erc", "eval_return")
+    assert float(first["mean"]) == 840.0 and float(first["std"]) == 20.0 and float(first["paper"]) == 850.0
+
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_failed_and_missing_jobs_are_marked(fixture_report, tmp_path, monkeypatch, capsys):
+    text, _ = fixture_report
+    assert "10/12 runs completed" in text
+    assert "- `method=sac env.task=cartpole_swingup seed=1` — no results.json" in text
+    assert (
+        "- `method=sac env.task=walker_walk seed=2` — failed: "
+        "RuntimeError: Function 'MseLossBackward0' returned nan values in its 0th output." in text
+    )
+
+    # Take away sac's two completed walker_walk seeds: the whole cell is missing (and erc, the only column
+    # left with numbers in that row, is no longer bold).
+    sweep = tmp_path / "sweep"
+    shutil.copytree(ROOT / FIXTURE, sweep)
+    for seed in (0, 1):
+        (sweep / f"env.task=walker_walk,method=sac,seed={seed}" / "results.json").unlink()
+    text = run_report(sweep, tmp_path / "out", capsys)
+    assert "| walker_walk | 630.0 ± 20.0 (n=3) | 630.0 [610.0, 650.0] | missing (0/3) | — | — | — |" in text
+    assert "(1/2 rows)" in text  # sac's aggregate covers cartpole_swingup only, and says so
+    assert "8/12 runs completed" in text
+
+
+def test_nothing_to_report_exits_2(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert "no results.json and no multirun.yaml" in capsys.readouterr().err
+
+
+def test_iqm_mean_std_by_hand():
+    # 8 values: trim 25% (2) from each end -> mean of 3 4 5 6.
+    assert iqm([1, 2, 3, 4, 5, 6, 7, 100]) == pytest.approx(4.5)
+    assert mean_std([820.0, 840.0, 860.0]) == pytest.approx((840.0, 20.0))
+    mean, std = mean_std([3.0])
+    assert mean == 3.0 and np.isnan(std)
+
+
+def test_bootstrap_ci_is_deterministic_and_covers_estimate():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 100.0])
+    lo, hi = bootstrap_ci([x], iqm, seed=0)
+    assert lo <= iqm(x) <= hi and lo < hi
+    assert bootstrap_ci([x], iqm, seed=0) == (lo, hi)
+
+
+def test_bootstrap_resamples_within_strata():
+    # Every replicate keeps 3 draws from the zeros stratum and 5 from the ones: the count of ones is always 5.
+    strata = [np.zeros(3), np.ones(5)]
+    assert bootstrap_ci(strata, lambda s, axis: (s == 1).sum(axis=axis)) == (5.0, 5.0)
+    # And the draws do vary within a stratum.
+    lo, hi = bootstrap_ci([np.array([0.0, 10.0]), np.array([100.0, 100.0, 100.0])], np.mean)
+    assert lo < hi
+
+
+def test_command_line_sweep_wins_over_sweeper_params():
+    multirun = {
+        "hydra": {
+            "sweeper": {"params": {"method": "erc,sac", "env.task": "a,b,c", "seed": "0,1,2"}},
+            "overrides": {"task": ["experiment=erc_dmc", "env.task=a,b", "seed=0"]},
+        }
+    }
+    assert swept_params(multirun) == {"method": ["erc", "sac"], "env.task": ["a", "b"]}
+
+
+def test_inferred_spec_without_report(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params: null\n  overrides:\n    task:\n    - method=erc,sac\n    - seed=0\n"
+    )
+    for method, ret in [("erc", 1.5), ("sac", 2.5)]:
+        record = {
+            "method": method,
+            "env": "cartpole_swingup",
+            "scale": "smoke",
+            "seed": 0,
+            "status": "completed",
+            "metrics": {"eval_return": ret, "td_error_mean": 0.1},
+            "curves": {"eval_return": [[500, 0.0], [1000, ret]]},
+            "error": None,
+            "overrides": [f"method={method}", "seed=0"],
+            "config": {"method": {"name": method}, "seed": 0, "report": None},
+        }
+        (sweep / f"method={method},seed=0").mkdir()
+        (sweep / f"method={method},seed=0" / "results.json").write_text(json.dumps(record))
+    text = run_report(sweep, tmp_path / "out", capsys)
+    assert "# Sweep sweep" in text
+    assert "| rows | erc | sac |" in text
+    assert "| all | 1.5 (n=1) | 2.5 (n=1) |" in text
+    assert "## eval_return\n" in text and "## td_error_mean\n" in text  # no direction known: no arrow
+    assert "IQM" not in text.split("## Runs")[0]
+    assert "All 2 runs completed." in text
+    assert (tmp_path / "out" / "curves.png").is_file()
