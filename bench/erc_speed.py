@@ -1,0 +1,238 @@
+"""Environment steps per second, gradient updates included, of our SAC/ERC loop against stable-baselines3.
+
+    python bench/erc_speed.py [--task cartpole_swingup] [--steps 3000] [--threads 1] [--json PATH]
+
+All three learners run in this process on the same DMControl task (action repeat 1) with the same torch
+thread count, update-to-data ratio 1, batch 256, 256-256 MLPs and 256 uniformly random steps before
+learning starts. Ours is the real loop, ``ERC(**cfg).run(ctx, fabric)``; its final evaluation is switched
+off by a bench-only subclass (see ``NoEvalERC``) so only training is timed. A benchmark reports, it does not
+assert: the exit code is 0 whatever the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported, so intra-op pools start small
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/erc_speed.py` from anywhere
+
+import gymnasium as gym
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from stable_baselines3 import SAC
+
+from data.dmc import DMCEnv
+from methods.erc.method import ERC
+from runners.context import RunContext
+from runners.loop_runner import make_fabric
+
+LEARNING_STARTS = 256
+BATCH_SIZE = 256
+HIDDEN = [256, 256]
+TARGETS = {  # ratio name -> (numerator, denominator, minimum)
+    "ours SAC / SB3 SAC": ("ours SAC", "SB3 SAC", 1.5),
+    "ours ERC / SB3 SAC": ("ours ERC", "SB3 SAC", 1.5),
+    "ours ERC / ours SAC": ("ours ERC", "ours SAC", 0.9),
+    # Information only: our SAC doing SB3's amount of work per step (actor, α, target every step).
+    "ours SAC pe1 / SB3 SAC": ("ours SAC pe1", "SB3 SAC", None),
+}
+
+
+class NoEvalERC(ERC):
+    """The real ERC loop minus evaluation episodes.
+
+    ``run`` always evaluates at its last step (``step == total_steps``); a 1000-step deterministic
+    episode would be timed as training. Returning a constant here removes it. The TD-error probe that
+    follows each evaluation stays, but with ``td_probe_size`` = batch size it costs one forward pass.
+    """
+
+    def evaluate(self, agent: Any, env: Any, episodes: int, seed: int) -> float:
+        return 0.0
+
+
+class GymDMC(gym.Env):
+    """data.dmc.DMCEnv as a gymnasium.Env, for stable-baselines3: float32 Box spaces in [-1, 1]."""
+
+    def __init__(self, task: str, seed: int = 0) -> None:
+        self.env = DMCEnv(task, action_repeat=1, seed=seed)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.env.obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.env.act_dim,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self.env.seed(seed)
+        return self.env.reset(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, reward, terminal, truncated = self.env.step(action)
+        return obs, reward, terminal, truncated, {}
+
+
+def time_ours(task: str, beta: float, steps: int, policy_every: int = 2, seed: int = 0) -> float:
+    """Seconds for ``ERC(**cfg).run(ctx, fabric)`` over LEARNING_STARTS + ``steps`` env steps.
+
+    The timer covers building the method and Fabric and the whole ``run`` (env and agent construction
+    included), as the SB3 timer covers building its model and ``learn``.
+    """
+    total = LEARNING_STARTS + steps
+    method_cfg = dict(
+        beta=beta,
+        name="erc" if beta > 0 else "sac",
+        batch_size=BATCH_SIZE,
+        utd_ratio=1,
+        policy_every=policy_every,
+        learning_starts=LEARNING_STARTS,
+        total_steps=total,
+        buffer_size=total,
+        eval_every=total + 1,  # no periodic evaluation; the final one is stubbed out by NoEvalERC
+        eval_episodes=1,
+        td_probe_size=BATCH_SIZE,
+    )
+    cfg = OmegaConf.create(
+        {
+            "env": {"_target_": "data.dmc.DMCEnv", "task": task, "action_repeat": 1},
+            "model": {"name": "mlp", "hidden_dims": HIDDEN},
+            "hardware": {
+                "accelerator": "cpu",
+                "devices": 1,
+                "num_nodes": 1,
+                "strategy": "auto",
+                "precision": "32-true",
+            },
+            "scale": {"name": "bench"},
+            "seed": seed,
+            "checkpoint_every": 0,
+        }
+    )
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory() as out_dir:
+        ctx = RunContext(cfg=cfg, out_dir=Path(out_dir), loggers=[])
+        start = time.perf_counter()
+        NoEvalERC(**method_cfg).run(ctx, make_fabric(ctx))
+        return time.perf_counter() - start
+
+
+def time_sb3(task: str, steps: int, seed: int = 0) -> float:
+    """Seconds to build stable-baselines3's SAC and ``learn`` LEARNING_STARTS + ``steps`` env steps."""
+    total = LEARNING_STARTS + steps
+    start = time.perf_counter()
+    model = SAC(
+        "MlpPolicy",
+        GymDMC(task, seed=seed),
+        batch_size=BATCH_SIZE,
+        learning_starts=LEARNING_STARTS,
+        train_freq=1,
+        gradient_steps=1,
+        buffer_size=total,
+        policy_kwargs=dict(net_arch=HIDDEN),
+        device="cpu",
+        seed=seed,
+        verbose=0,
+    )
+    model.learn(total)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="cartpole_swingup")
+    parser.add_argument("--steps", type=int, default=3000, help="learning steps after the random ones")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for every learner")
+    parser.add_argument("--warmup", type=int, default=300, help="learning steps of the untimed warm-up runs")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per learner; the fastest counts")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    learners = {
+        "ours SAC": lambda n: time_ours(args.task, 0.0, n),
+        "ours ERC": lambda n: time_ours(args.task, 0.005, n),
+        "SB3 SAC": lambda n: time_sb3(args.task, n),
+        "ours SAC pe1": lambda n: time_ours(args.task, 0.0, n, policy_every=1),
+    }
+
+    # One untimed short run of each first: imports, MuJoCo model compilation, allocator and kernel
+    # first-call costs land here, not in the timed runs.
+    for run in learners.values():
+        run(args.warmup)
+
+    # Learners alternate within each repeat, so a burst of load from elsewhere hits them alike.
+    total = LEARNING_STARTS + args.steps
+    seconds: dict[str, list[float]] = {name: [] for name in learners}
+    for _ in range(args.repeats):
+        for name, run in learners.items():
+            seconds[name].append(run(args.steps))
+    rows = {
+        name: {"steps": total, "seconds": min(s), "steps_per_second": total / min(s), "all_seconds": s}
+        for name, s in seconds.items()
+    }
+
+    ratios = {}
+    for ratio, (num, den, target) in TARGETS.items():
+        value = rows[num]["steps_per_second"] / rows[den]["steps_per_second"]
+        ratios[ratio] = {
+            "value": value,
+            "target": target,
+            "pass": None if target is None else value >= target,
+        }
+
+    print(
+        f"\ntask {args.task}, torch threads {torch.get_num_threads()}, OMP_NUM_THREADS "
+        f"{os.environ.get('OMP_NUM_THREADS')}, torch {torch.__version__}"
+    )
+    print(
+        f"each run: {LEARNING_STARTS} random steps, then {args.steps} steps with one update each "
+        f"(batch {BATCH_SIZE}, MLPs {HIDDEN}); steps/s counts all {total} env steps"
+    )
+    print(
+        f"warm-up: one untimed run of {args.warmup} learning steps per learner; "
+        f"timed: fastest of {args.repeats} run(s)"
+    )
+    print("timed: building the learner (envs, nets, optimisers) + the whole training run, no evaluation")
+    print("  (ours: the bar's 'return 0.0' is the stubbed-out final evaluation; SB3 SAC: model.learn)")
+    print("ours updates actor, alpha and targets every 2nd critic step (policy_every=2, the ERC code's")
+    print("  default), SB3 every step; 'ours SAC pe1' is ours with policy_every=1, the same work as SB3\n")
+    print(f"{'learner':<13} {'steps':>7} {'seconds':>9} {'steps/s':>9}")
+    for name, row in rows.items():
+        print(f"{name:<13} {row['steps']:>7} {row['seconds']:>9.2f} {row['steps_per_second']:>9.1f}")
+    print()
+    for ratio, r in ratios.items():
+        verdict = (
+            "(info)"
+            if r["target"] is None
+            else f"(target >= {r['target']})  " + ("PASS" if r["pass"] else "MISS")
+        )
+        print(f"{ratio:<23} {r['value']:5.2f}  {verdict}")
+
+    if args.json is not None:
+        record = {
+            "task": args.task,
+            "threads": torch.get_num_threads(),
+            "learning_starts": LEARNING_STARTS,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "learners": rows,
+            "ratios": ratios,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
