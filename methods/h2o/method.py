@@ -1,0 +1,123 @@
+"""H2O as a runner plugin: load a causal LM, evaluate it under a KV-cache eviction policy."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from lightning.fabric import Fabric
+from omegaconf import OmegaConf
+
+from data.config import CausalLMConfig
+from data.llm.attention import register_observed_attention
+from data.llm.eviction import make_policy
+from data.llm.kv_cache import EvictingCache
+from data.llm.loader import load_causal_lm, load_config
+from data.llm.text import load_text
+from methods.h2o.config import H2OConfig
+from methods.h2o.evaluate import full_cache, generate, streaming_nll
+from runners.context import RunContext
+from runners.contract import LoopMethod
+
+log = logging.getLogger("reprolab")
+
+
+def check_attention_scores_available(model_cfg: CausalLMConfig) -> None:
+    """Fail before loading weights if the architecture cannot route attention through our function."""
+    from transformers import AutoModelForCausalLM
+
+    config = load_config(model_cfg)
+    model_class = AutoModelForCausalLM._model_mapping.get(type(config), None)
+    if model_class is None or not getattr(model_class, "_supports_attention_backend", False):
+        name = getattr(model_class, "__name__", type(config).__name__)
+        raise ValueError(
+            f"model.name={model_cfg.name!r} ({name}) does not expose attention scores through transformers' "
+            "attention interface, which H2O needs; use a Llama-family, OPT or GPT-NeoX model"
+        )
+
+
+class H2O(LoopMethod):
+    def __init__(self, **cfg: Any) -> None:
+        self.cfg = H2OConfig(**cfg)
+
+    def make_cache(self, num_layers: int, reference_length: int) -> Any:
+        cfg = self.cfg
+        if cfg.policy == "full":
+            return full_cache()
+        total, recent = cfg.budgets(reference_length)
+        return EvictingCache(num_layers, make_policy(cfg.policy, recent, cfg.sinks, cfg.seed), budget=total)
+
+    def run(self, ctx: RunContext, fabric: Fabric) -> dict[str, float]:
+        cfg = self.cfg
+        model_cfg = OmegaConf.to_object(ctx.cfg.model)
+        if not isinstance(model_cfg, CausalLMConfig):
+            raise ValueError(
+                "method=h2o needs a causal LM: model=smollm2_135m or model=hf model.name=<hub name>"
+            )
+        check_attention_scores_available(model_cfg)
+        attention = None if cfg.policy == "full" else register_observed_attention()
+        lm = load_causal_lm(model_cfg, attn_implementation=attention)
+        model = lm.model if model_cfg.device_map else lm.model.to(fabric.device)
+        if cfg.evaluation == "perplexity":
+            return self.perplexity(ctx, model, lm.tokenizer)
+        if cfg.evaluation == "generate":
+            return self.generation(ctx, model, lm.tokenizer)
+        from methods.h2o.lm_eval_tasks import evaluate_tasks
+
+        return evaluate_tasks(self, ctx, model, lm.tokenizer)
+
+    def perplexity(self, ctx: RunContext, model: Any, tokenizer: Any) -> dict[str, float]:
+        cfg = self.cfg
+        ids = tokenizer(load_text(cfg.text), return_tensors="pt").input_ids[0]
+        need = cfg.batch_size * cfg.max_tokens
+        if ids.numel() < need:
+            raise ValueError(
+                f"text={cfg.text!r} has {ids.numel()} tokens; batch_size × max_tokens needs {need}"
+            )
+        streams = ids[:need].view(cfg.batch_size, cfg.max_tokens).to(model.device)
+        cache = self.make_cache(model.config.num_hidden_layers, cfg.max_tokens)
+        label = f"{cfg.policy} {cfg.budget:g}"
+        with ctx.progress(cfg.max_tokens - 1, f"perplexity {label}") as bar:
+            result = streaming_nll(model, streams, cache, on_step=lambda _: bar.update())
+        c = model.config
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+        element = next(model.parameters()).element_size()
+        full_bytes = (
+            2 * c.num_hidden_layers * cfg.batch_size * kv_heads * (cfg.max_tokens - 1) * head_dim * element
+        )
+        metrics = {
+            "perplexity": math.exp(result.nll),
+            "nll": result.nll,
+            "tokens_per_second": result.tokens_per_second,
+            "kv_bytes": float(result.kv_bytes),
+            "kv_fraction": result.kv_bytes / full_bytes,
+            "kv_entries": float(result.kv_entries),
+        }
+        ctx.log(metrics, step=result.tokens)
+        log.info(
+            "%s: perplexity %.3f, KV cache %.1f%% of full",
+            label,
+            metrics["perplexity"],
+            100 * metrics["kv_fraction"],
+        )
+        return metrics
+
+    def generation(self, ctx: RunContext, model: Any, tokenizer: Any) -> dict[str, float]:
+        cfg = self.cfg
+        if cfg.chat_template and tokenizer.chat_template:
+            messages = [{"role": "user", "content": cfg.prompt}]
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = cfg.prompt
+        prompt_ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids.to(model.device)
+        prompt_ids = prompt_ids.expand(cfg.batch_size, -1)
+        cache = self.make_cache(model.config.num_hidden_layers, prompt_ids.shape[1])
+        out = generate(model, tokenizer, prompt_ids, cache, cfg.max_new_tokens)
+        (ctx.out_dir / "generation.txt").write_text(out["text"][0])
+        log.info("generation (%s, budget %g):\n%s", cfg.policy, cfg.budget, out["text"][0])
+        metrics = {k: float(out[k]) for k in ("new_tokens", "tokens_per_second", "kv_bytes")}
+        metrics["prompt_tokens"] = float(prompt_ids.shape[1])
+        ctx.log(metrics, step=0)
+        return metrics
