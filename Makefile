@@ -24,7 +24,7 @@ endef
 	$(call install_deps,dev)
 	touch $@ .install-stamp
 
-.PHONY: install install-dev run test test-fast lint format bench table-erc clean
+.PHONY: install install-dev run test test-fast lint format bench table-erc table-h2o clean
 
 install: .install-stamp
 install-dev: .install-stamp-dev
@@ -58,6 +58,11 @@ bench: install-dev
 table-erc: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=erc_dmc scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
 	$(PYTHON) -m runners.report multirun/erc_dmc/$(SCALE)
+
+## table-h2o: perplexity vs KV budget for full / h2o / local / streaming / random on SmolLM2 (offline).
+table-h2o: install
+	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=h2o_budget scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
+	$(PYTHON) -m runners.report multirun/h2o_budget/$(SCALE)
 
 clean:
 	rm -rf outputs multirun .install-stamp .install-stamp-dev

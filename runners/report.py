@@ -158,6 +158,9 @@ def infer_spec(title: str, swept_keys: list[str], records: list[dict[str, Any]])
         "higher_is_better": {},
         "rl": False,
         "curve": curves[0] if curves else None,
+        # A metric to plot against the (single, numeric) row key, one line per column: e.g. perplexity
+        # against the KV budget, one line per eviction policy.
+        "plot_metric": None,
         "paper": None,
     }
 
@@ -381,6 +384,48 @@ def plot_curves(
     return True
 
 
+def plot_metric_by_row(
+    path: Path,
+    cells: dict[tuple[tuple[str, ...], str, str], Cell],
+    rows: list[tuple[str, ...]],
+    cols: list[str],
+    metric: str,
+    xlabel: str,
+) -> bool:
+    """``metric`` (mean ± std over seeds) against the row label, one line per column."""
+    try:
+        xs = {row: float(row[0]) for row in rows}
+    except ValueError:
+        xs = {row: float(i) for i, row in enumerate(rows)}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    plotted = False
+    for i, col in enumerate(cols):
+        points = sorted((xs[row], cells[row, col, metric]) for row in rows if cells[row, col, metric].n)
+        if not points:
+            continue
+        x = np.array([p for p, _ in points])
+        mean = np.array([c.mean for _, c in points])
+        std = np.nan_to_num(np.array([c.std for _, c in points]))
+        ax.plot(x, mean, marker="o", color=f"C{i}", label=col)
+        ax.fill_between(x, mean - std, mean + std, color=f"C{i}", alpha=0.2, linewidth=0)
+        plotted = True
+    if not plotted:
+        plt.close(fig)
+        return False
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(metric)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
 def find_jobs(sweep: Path, records: list[dict[str, Any]]) -> tuple[list[Job], list[str], dict | None]:
     """The sweep's jobs, its swept keys and multirun.yaml (None when the sweep dir has none)."""
     path = sweep / "multirun.yaml"
@@ -454,6 +499,9 @@ def make_report(sweep: Path, out: Path | None = None) -> str:
     lines += [*runs_section(jobs), ""]
     if spec["curve"] and plot_curves(out / "curves.png", jobs_by_cell, rows, cols, spec["curve"]):
         lines += ["![learning curves](curves.png)", ""]
+    metric = spec.get("plot_metric")
+    if metric and plot_metric_by_row(out / f"{metric}.png", cells, rows, cols, metric, headers[0]):
+        lines += [f"![{metric} by {headers[0]}]({metric}.png)", ""]
     if spec["paper_source"]:
         lines += [f"Paper numbers: {spec['paper_source']}", ""]
     text = "\n".join(lines)

@@ -158,3 +158,27 @@ def test_budgets_from_ratio_or_count() -> None:
         H2OConfig(budget=5000, max_tokens=2048)
     with pytest.raises(ValueError, match=r"method\.policy='lru'.*full, h2o, local, streaming, random"):
         H2OConfig(policy="lru")
+
+
+def test_continuation_scoring_with_full_cache_equals_one_forward() -> None:
+    """The lm-eval path: prefill the context, then score the continuation through the cache."""
+    from methods.h2o.lm_eval_tasks import continuation_logprobs
+
+    class Chars:  # a toy tokenizer: one token per character, ids 1..96
+        def __call__(self, text: str, return_tensors: str = "pt", add_special_tokens: bool = True):
+            ids = [min(ord(c) - 31, 96) for c in text]
+            return type("Encoded", (), {"input_ids": torch.tensor([ids])})()
+
+    model = tiny_llama(register_observed_attention())
+    context, continuation = "The cat sat on the", " mat today"
+    ((full, _),) = continuation_logprobs(model, Chars(), [(context, continuation)], lambda n: DynamicCache())
+    ids = Chars()(context + continuation).input_ids
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0, :-1], dim=-1)
+    n_ctx = len(context)
+    expected = logp[n_ctx - 1 :].gather(-1, ids[0, n_ctx:, None]).sum().item()
+    assert full == pytest.approx(expected, abs=1e-4)
+    ((evicted, _),) = continuation_logprobs(
+        model, Chars(), [(context, continuation)], lambda n: EvictingCache(2, make_policy("h2o", 2), budget=4)
+    )
+    assert evicted != pytest.approx(full, abs=1e-4)  # a 4-entry cache really changes the score
