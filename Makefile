@@ -52,6 +52,7 @@ format: install-dev
 bench: install-dev
 	OMP_NUM_THREADS=1 $(PYTHON) bench/startup.py
 	OMP_NUM_THREADS=1 $(PYTHON) bench/erc_speed.py --threads 1
+	OMP_NUM_THREADS=1 $(PYTHON) bench/h2o_speed.py --threads 1
 
 ## table-erc: ERC vs SAC sweep (SCALE=small|paper, LAUNCHER=joblib|slurm|local), then its table and plot.
 ## A failed job does not stop the sweep; the report marks its cells missing.

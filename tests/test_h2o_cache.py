@@ -144,8 +144,9 @@ def test_eviction_really_shrinks_the_cache(tokens: torch.Tensor) -> None:
     result = streaming_nll(model, tokens, evicting)
     assert [layer.keys.shape[-2] for layer in evicting.layers] == [8, 8]
     assert result.kv_entries == 8
-    # 8 of 39 entries, plus 12 bytes of position and score per entry beside 2 × 8 × 4 bytes of K/V
-    assert kv_nbytes(evicting) / kv_nbytes(full) == pytest.approx(8 / 39 * (64 + 12) / 64, rel=1e-6)
+    # 9 slots (the budget plus the token being attended to) of 39 entries; each slot also holds a position
+    # and a score (12 bytes) beside its 2 × 8 × 4 bytes of K and V
+    assert kv_nbytes(evicting) / kv_nbytes(full) == pytest.approx(9 / 39 * (64 + 12) / 64, rel=1e-6)
 
 
 def test_budgets_from_ratio_or_count() -> None:

