@@ -1,0 +1,1 @@
+"""IFD — Cherry data selection by Instruction-Following Difficulty (arXiv 2308.12032)."""

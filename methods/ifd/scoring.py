@@ -1,0 +1,122 @@
+"""IFD scores (arXiv 2308.12032, Sec. 3): how much the instruction helps the model produce the answer.
+
+    s(A|Q) = (1/N) Σ_i −log p(a_i | Q, a_<i)      conditioned answer loss (Eq. 3; the minus signs the
+                                                   paper drops, as the authors confirmed)
+    s(A)   = (1/N) Σ_i −log p(a_i | a_<i)          direct answer loss (Eq. 4)
+    IFD    = s(A|Q) / s(A)                          loss-ratio variant (Cherry)
+    IFD_ppl = exp(s(A|Q) − s(A)) = ppl(A|Q) / ppl(A) perplexity-ratio variant (Superfiltering)
+
+Q is the full Alpaca prompt; the direct context is the bare response marker, as in the official code.
+Context and answer are tokenized separately and concatenated, so both losses cover exactly the same
+answer tokens (the official code's prefix-length off-by-one cannot happen). Scoring is batched: all
+2N sequences are sorted by length and run in padded batches, never one sample per forward.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from data.instructions.records import InstructionRecord
+from data.instructions.template import RESPONSE_MARKER, format_prompt
+
+
+@dataclass(frozen=True)
+class IFDScore:
+    id: str
+    conditioned: float  # s(A|Q)
+    direct: float  # s(A)
+    answer_tokens: int
+
+    @property
+    def ifd(self) -> float:
+        return self.conditioned / self.direct if self.direct > 0 else math.inf
+
+    @property
+    def ifd_ppl(self) -> float:
+        return math.exp(self.conditioned - self.direct)
+
+
+def encode_pairs(
+    tokenizer: Any, records: Sequence[InstructionRecord], max_length: int
+) -> list[tuple[list[int], list[int]]]:
+    """Per record two (context ids, answer ids) pairs: conditioned then direct. Answers are cut so that
+    the conditioned sequence fits ``max_length``; the same answer tokens are used for the direct one."""
+    marker = tokenizer(RESPONSE_MARKER, add_special_tokens=False).input_ids
+    pairs = []
+    for record in records:
+        prompt = tokenizer(format_prompt(record)).input_ids
+        answer = tokenizer(record.output, add_special_tokens=False).input_ids[
+            : max(max_length - len(prompt), 0)
+        ]
+        pairs += [(prompt, answer), (marker, answer)]
+    return pairs
+
+
+@torch.no_grad()
+def answer_losses(
+    model: Any,
+    pairs: Sequence[tuple[list[int], list[int]]],
+    batch_size: int = 16,
+    pad_id: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[float]:
+    """Mean NLL of each pair's answer tokens given its context, in the order of ``pairs``."""
+    losses = [math.nan] * len(pairs)
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        seqs = [pairs[i][0] + pairs[i][1] for i in chunk]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros(len(seqs), width, dtype=torch.long)
+        labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+        for row, (i, seq) in enumerate(zip(chunk, seqs, strict=True)):
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+            context = len(pairs[i][0])
+            labels[row, context : len(seq)] = ids[row, context : len(seq)]
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
+        target = labels[:, 1:].to(device)
+        nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), target, reduction="none", ignore_index=-100
+        )
+        counts = (target != -100).sum(dim=1)
+        per_seq: Tensor = nll.sum(dim=1) / counts.clamp(min=1)
+        for i, value, n in zip(chunk, per_seq.tolist(), counts.tolist(), strict=True):
+            losses[i] = value if n > 0 else math.nan
+        if on_batch is not None:
+            on_batch(len(chunk))
+    return losses
+
+
+def ifd_scores(
+    model: Any,
+    tokenizer: Any,
+    records: Sequence[InstructionRecord],
+    max_length: int = 512,
+    batch_size: int = 16,
+) -> list[IFDScore]:
+    pairs = encode_pairs(tokenizer, records, max_length)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    losses = answer_losses(model, pairs, batch_size=batch_size, pad_id=pad)
+    return [
+        IFDScore(r.id, losses[2 * k], losses[2 * k + 1], len(pairs[2 * k][1])) for k, r in enumerate(records)
+    ]
+
+
+def select(scores: Sequence[IFDScore], rate: float, variant: str = "ifd", margin: float = 1.0) -> list[str]:
+    """Cherry selection: drop IFD > ``margin`` (1.0 as in the paper: the answer is easier without the
+    instruction; 0.95 also drops the corrupted answers that sit just below 1), sort the rest by IFD
+    descending, keep int(len(filtered) × rate) ids. Both variants share the cut (ratio > 1 ⇔ ppl ratio > 1).
+    """
+    value = (lambda s: s.ifd) if variant == "ifd" else (lambda s: s.ifd_ppl)
+    kept = [s for s in scores if s.answer_tokens > 0 and value(s) <= margin]
+    kept.sort(key=value, reverse=True)
+    return [s.id for s in kept[: int(len(kept) * rate)]]
