@@ -82,13 +82,18 @@ def answer_losses(
             mask[row, : len(seq)] = 1
             context = len(pairs[i][0])
             labels[row, context : len(seq)] = ids[row, context : len(seq)]
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
+        # The vocabulary projection only where an answer token is predicted: prompts are most of each
+        # sequence, and their logits are never needed.
+        hidden = model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
         target = labels[:, 1:].to(device)
-        nll = torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), target, reduction="none", ignore_index=-100
+        scored = target != -100
+        logits = model.get_output_embeddings()(hidden[:, :-1][scored]).float()
+        nll = torch.nn.functional.cross_entropy(logits, target[scored], reduction="none")
+        counts = scored.sum(dim=1)
+        rows = torch.arange(len(chunk), device=device).repeat_interleave(counts)
+        per_seq: Tensor = torch.zeros(len(chunk), device=device).index_add_(0, rows, nll) / counts.clamp(
+            min=1
         )
-        counts = (target != -100).sum(dim=1)
-        per_seq: Tensor = nll.sum(dim=1) / counts.clamp(min=1)
         for i, value, n in zip(chunk, per_seq.tolist(), counts.tolist(), strict=True):
             losses[i] = value if n > 0 else math.nan
         if on_batch is not None:
