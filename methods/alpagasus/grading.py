@@ -1,0 +1,85 @@
+"""AlpaGasus grading (arXiv 2307.08701, Sec. 2): an LLM rates each response's accuracy 0–5 and the
+data is filtered at a threshold (4.5 in the paper: 9,229 of Alpaca's 52k).
+
+The prompt keeps the paper's structure and fields in our own words: a system message asking for
+feedback on an assistant's answer; the triplet ``###Instruction:`` / ``### Input:`` (always present,
+even empty) / ``### Response:``; then the request for an accuracy score alone on the first line and an
+explanation after it. Parsing reads the first non-empty line only; anything else is "unparsed" (never a
+crash) — the official parser takes the first character after 'Score:', usually a space.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from data.instructions.records import InstructionRecord
+from data.llm.client import ChatRequest, LLMClient
+
+SYSTEM = (
+    "We would like your feedback on how an AI assistant responded to the instruction and input shown below."
+)
+_RATE = (
+    "Rate the {dimension} of the response on a scale from 0 to 5, where a higher score means a better "
+    "response. Write the score alone on the first line, then explain your rating on the following "
+    "lines. Be objective and avoid any bias."
+)
+REQUEST = {d: _RATE.format(dimension=d.upper()) for d in ("accuracy", "helpfulness")}
+_SCORE = re.compile(r"^\W*(?:score\W*)?(\d+(?:\.\d+)?)(?:\s*/\s*5)?\W*$", re.IGNORECASE)
+
+
+def grading_request(
+    record: InstructionRecord, dimension: str = "accuracy", max_tokens: int = 256
+) -> ChatRequest:
+    user = (
+        f"###Instruction:\n{record.instruction}\n\n### Input:\n{record.input}\n\n"
+        f"### Response:\n{record.output}\n\n{REQUEST[dimension]}"
+    )
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    return ChatRequest(messages=messages, temperature=0.0, max_tokens=max_tokens)
+
+
+def parse_grade(text: str) -> float | None:
+    """The score on the first non-empty line ("4.5", "Score: 4", "**5**", "3/5"), if it is in [0, 5]."""
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    match = _SCORE.match(line.strip())
+    if match is None:
+        return None
+    score = float(match.group(1))
+    return score if 0 <= score <= 5 else None
+
+
+@dataclass(frozen=True)
+class Grade:
+    id: str
+    score: float | None  # None: the grader's reply could not be parsed
+    reply: str
+
+
+def grade(
+    client: LLMClient, records: Sequence[InstructionRecord], dimension: str = "accuracy"
+) -> list[Grade]:
+    replies = client.complete([grading_request(r, dimension) for r in records])
+    return [Grade(r.id, parse_grade(text), text) for r, text in zip(records, replies, strict=True)]
+
+
+def keep(grades: Sequence[Grade], threshold: float = 4.5) -> list[str]:
+    """Ids graded at or above the threshold (an unparsed grade is not kept)."""
+    return [g.id for g in grades if g.score is not None and g.score >= threshold]
+
+
+def detection_quality(
+    grades: Sequence[Grade], records: Sequence[InstructionRecord], threshold: float = 4.5
+) -> dict:
+    """How well filtering at ``threshold`` catches the known-bad responses: a record is flagged when it
+    is not kept. Precision = bad among flagged, recall = flagged among bad."""
+    bad = {r.id for r in records if r.corrupted}
+    flagged = {g.id for g in grades} - set(keep(grades, threshold))
+    caught = len(bad & flagged)
+    return {
+        "precision": caught / len(flagged) if flagged else 0.0,
+        "recall": caught / len(bad) if bad else 0.0,
+        "kept_share": 1 - len(flagged) / len(grades) if grades else 0.0,
+        "unparsed_share": sum(g.score is None for g in grades) / len(grades) if grades else 0.0,
+    }
