@@ -58,9 +58,12 @@ class Grade:
 
 
 def grade(
-    client: LLMClient, records: Sequence[InstructionRecord], dimension: str = "accuracy"
+    client: LLMClient,
+    records: Sequence[InstructionRecord],
+    dimension: str = "accuracy",
+    max_tokens: int = 256,
 ) -> list[Grade]:
-    replies = client.complete([grading_request(r, dimension) for r in records])
+    replies = client.complete([grading_request(r, dimension, max_tokens) for r in records])
     return [Grade(r.id, parse_grade(text), text) for r, text in zip(records, replies, strict=True)]
 
 
