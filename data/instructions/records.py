@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from runners.atomic import write_atomic
 
 # "clean" and the three corruption kinds come from the generator; real data is "unknown".
 QUALITIES = ("clean", "wrong", "irrelevant", "truncated", "unknown")
@@ -96,19 +97,9 @@ def load_records(source: str, split: str = "train", limit: int | None = None) ->
 
 def save_records(path: str | os.PathLike[str], records: Iterable[InstructionRecord]) -> None:
     """Write JSONL atomically (temp file in the same folder, then os.replace): no half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(
+        path, lambda f: f.writelines(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records)
+    )
 
 
 def _read_jsonl(path: Path, limit: int | None) -> Iterator[InstructionRecord]:
