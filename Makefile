@@ -24,7 +24,7 @@ endef
 	$(call install_deps,dev)
 	touch $@ .install-stamp
 
-.PHONY: install install-dev run test test-fast lint format bench table-erc table-h2o clean
+.PHONY: install install-dev run test test-fast lint format bench table-erc table-h2o table-ifd clean
 
 install: .install-stamp
 install-dev: .install-stamp-dev
@@ -53,6 +53,7 @@ bench: install-dev
 	OMP_NUM_THREADS=1 $(PYTHON) bench/startup.py
 	OMP_NUM_THREADS=1 $(PYTHON) bench/erc_speed.py --threads 1
 	OMP_NUM_THREADS=1 $(PYTHON) bench/h2o_speed.py --threads 1
+	OMP_NUM_THREADS=1 $(PYTHON) bench/ifd_scoring.py --threads 1
 
 ## table-erc: ERC vs SAC sweep (SCALE=small|paper, LAUNCHER=joblib|slurm|local), then its table and plot.
 ## A failed job does not stop the sweep; the report marks its cells missing.
@@ -64,6 +65,11 @@ table-erc: install
 table-h2o: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=h2o_budget scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
 	$(PYTHON) -m runners.report multirun/h2o_budget/$(SCALE)
+
+## table-ifd: exact match of tuning on top-k% by IFD / random / bottom / full (generated data, offline).
+table-ifd: install
+	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=ifd_selection scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
+	$(PYTHON) -m runners.report multirun/ifd_selection/$(SCALE)
 
 clean:
 	rm -rf outputs multirun .install-stamp .install-stamp-dev

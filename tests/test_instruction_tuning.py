@@ -47,7 +47,7 @@ def test_a_short_lora_fine_tune_lowers_the_response_loss(smollm2, tmp_path) -> N
     cfg = TuningConfig(mode="lora", lr=2e-3, epochs=4, batch_size=8, micro_batch_size=8, lora_r=8)
     data = InstructionData(records, smollm2.tokenizer, cfg, seed=0)
     before = response_loss(smollm2.model, data)
-    tuner = InstructionTuner(smollm2.model, cfg, steps_per_epoch=len(records) // cfg.batch_size)
+    tuner = InstructionTuner(smollm2.model, cfg, total_steps=cfg.epochs * len(records) // cfg.batch_size)
     trainable = sum(p.numel() for p in tuner.parameters() if p.requires_grad)
     assert 0 < trainable < 0.02 * sum(p.numel() for p in tuner.parameters())  # LoRA: a small share trains
     trainer = lightning.Trainer(

@@ -99,10 +99,10 @@ def with_lora(model: Any, cfg: TuningConfig) -> Any:
 
 
 class InstructionTuner(lightning.LightningModule):
-    def __init__(self, model: Any, cfg: TuningConfig, steps_per_epoch: int) -> None:
+    def __init__(self, model: Any, cfg: TuningConfig, total_steps: int) -> None:
         super().__init__()
         self.model = with_lora(model, cfg) if cfg.mode == "lora" else model
-        self.cfg, self.steps_per_epoch = cfg, steps_per_epoch
+        self.cfg, self.total_steps = cfg, total_steps
 
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
         loss = self.model(**batch).loss  # HF shifts the labels; -100 (the prompt) is ignored
@@ -112,7 +112,7 @@ class InstructionTuner(lightning.LightningModule):
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        total = max(1, self.steps_per_epoch * self.cfg.epochs)
+        total = max(1, self.total_steps)
         warmup = max(1, round(self.cfg.warmup_ratio * total))
 
         def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 0
@@ -122,11 +122,6 @@ class InstructionTuner(lightning.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def trainer_kwargs(cfg: TuningConfig, n_records: int) -> dict[str, Any]:
-    """Epochs and gradient accumulation so that an optimizer step sees ``batch_size`` records."""
-    return {"max_epochs": cfg.epochs, "accumulate_grad_batches": cfg.batch_size // cfg.micro_batch_size}
 
 
 @torch.no_grad()
@@ -152,3 +147,36 @@ def generate_answers(
     finally:
         tokenizer.padding_side = side
     return answers
+
+
+def tune(
+    model: Any,
+    tokenizer: Any,
+    records: Sequence[InstructionRecord],
+    cfg: TuningConfig,
+    seed: int,
+    accelerator: str = "cpu",
+    max_steps: int | None = None,
+) -> Any:
+    """Fine-tune ``model`` on ``records`` and return the tuned model (a PEFT model in LoRA mode).
+
+    ``max_steps`` fixes the number of optimizer steps whatever the data size (equal-compute comparisons
+    of data selections); otherwise ``cfg.epochs`` epochs are run.
+    """
+    lightning.seed_everything(seed, verbose=False)
+    data = InstructionData(records, tokenizer, cfg, seed)
+    total = max_steps if max_steps is not None else cfg.epochs * math.ceil(len(records) / cfg.batch_size)
+    tuner = InstructionTuner(model, cfg, total_steps=total)
+    trainer = lightning.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        max_epochs=-1 if max_steps is not None else cfg.epochs,
+        max_steps=max_steps if max_steps is not None else -1,
+        accumulate_grad_batches=cfg.batch_size // cfg.micro_batch_size,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(tuner, datamodule=data)
+    tuner.model.eval()
+    return tuner.model

@@ -58,6 +58,12 @@ def encode_pairs(
     return pairs
 
 
+def decoder_and_head(model: Any) -> tuple[Any, Any]:
+    """The transformer body and the vocabulary projection of a causal LM, PEFT-wrapped or not."""
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return causal_lm.base_model, causal_lm.get_output_embeddings()
+
+
 @torch.no_grad()
 def answer_losses(
     model: Any,
@@ -70,6 +76,7 @@ def answer_losses(
     losses = [math.nan] * len(pairs)
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     device = next(model.parameters()).device
+    decoder, head = decoder_and_head(model)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         seqs = [pairs[i][0] + pairs[i][1] for i in chunk]
@@ -84,10 +91,10 @@ def answer_losses(
             labels[row, context : len(seq)] = ids[row, context : len(seq)]
         # The vocabulary projection only where an answer token is predicted: prompts are most of each
         # sequence, and their logits are never needed.
-        hidden = model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+        hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
         target = labels[:, 1:].to(device)
         scored = target != -100
-        logits = model.get_output_embeddings()(hidden[:, :-1][scored]).float()
+        logits = head(hidden[:, :-1][scored]).float()
         nll = torch.nn.functional.cross_entropy(logits, target[scored], reduction="none")
         counts = scored.sum(dim=1)
         rows = torch.arange(len(chunk), device=device).repeat_interleave(counts)

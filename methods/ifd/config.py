@@ -1,0 +1,55 @@
+"""IFD (Cherry data) config schema. Defaults follow the paper and the official code (ifd.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+from data.instructions.tuning import TuningConfig
+
+ARMS = ("ifd_top", "random", "ifd_bottom", "full")
+VARIANTS = ("ifd", "ifd_ppl")
+
+
+@dataclass
+class IFDConfig:
+    _target_: str = "methods.ifd.method.IFD"
+    name: str = "ifd"
+    # "generated" (offline, data.instructions.generated), a JSON/JSONL path, or a hub dataset name
+    data: str = "generated"
+    n_train: int = 2000
+    corrupt_share: float = 0.2
+    eval_per_family: int = 10
+    # Pre-experienced model: k-means over prompt embeddings, the [P25, P75] perplexity band of each
+    # cluster, `per_cluster` evenly spaced instructions, a short fine-tune.
+    clusters: int = 100
+    per_cluster: int = 10
+    pre_epochs: int = 1
+    # Scoring and selection: drop IFD > margin, keep the top `rate` by IFD (or the bottom / random /
+    # everything: the comparison arms).
+    variant: str = "ifd"
+    margin: float = 1.0
+    rate: float = 0.05
+    arm: str = "ifd_top"
+    max_length: int = 512
+    score_batch_size: int = 16
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    # Equal compute: every arm takes this many optimizer steps (None: tuning.epochs over its data).
+    train_steps: int | None = None
+    max_new_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        for key, valid in (("arm", ARMS), ("variant", VARIANTS)):
+            if getattr(self, key) not in valid:
+                raise ValueError(
+                    f"method.{key}={getattr(self, key)!r} is not valid; choose one of: {', '.join(valid)}"
+                )
+        if not 0 < self.rate <= 1:
+            raise ValueError(f"method.rate={self.rate} must be in (0, 1]")
+        if min(self.n_train, self.clusters, self.per_cluster, self.eval_per_family) < 1:
+            raise ValueError("method.n_train, clusters, per_cluster and eval_per_family must be >= 1")
+
+
+def register(cs: ConfigStore) -> None:
+    cs.store(group="schema/method", name="ifd", node=IFDConfig)
