@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
+from runners.schemas import check_choice
+
 
 @dataclass
 class DMCConfig:
@@ -58,10 +60,7 @@ class CausalLMConfig:
 
     def __post_init__(self) -> None:
         for key, valid in (("source", LM_SOURCES), ("dtype", DTYPES), ("attn_implementation", ATTENTION)):
-            if getattr(self, key) not in valid:
-                raise ValueError(
-                    f"model.{key}={getattr(self, key)!r} is not valid; choose one of: {', '.join(valid)}"
-                )
+            check_choice(f"model.{key}", getattr(self, key), valid)
         if self.source == "pypi_gguf" and not (self.package and self.gguf_file):
             raise ValueError("model.source=pypi_gguf needs model.package and model.gguf_file")
 

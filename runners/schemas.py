@@ -23,7 +23,8 @@ LOGGER_KINDS = ("wandb", "csv", "none")
 SCALES = ("smoke", "small", "paper")
 
 
-def _choice(key: str, value: Any, valid: tuple) -> None:
+def check_choice(key: str, value: Any, valid: tuple) -> None:
+    """Every schema's choice check: the message names the key and the valid choices."""
     if value not in valid:
         raise ValueError(f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, valid))}")
 
@@ -42,8 +43,8 @@ class HardwareConfig:
     num_threads: int = 0
 
     def __post_init__(self) -> None:
-        _choice("hardware.accelerator", self.accelerator, ACCELERATORS)
-        _choice("hardware.precision", self.precision, PRECISIONS)
+        check_choice("hardware.accelerator", self.accelerator, ACCELERATORS)
+        check_choice("hardware.precision", self.precision, PRECISIONS)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class LoggerConfig:
     tags: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _choice("logger.kind", self.kind, LOGGER_KINDS)
+        check_choice("logger.kind", self.kind, LOGGER_KINDS)
 
 
 @dataclass
@@ -68,7 +69,7 @@ class ScaleConfig:
     description: str = ""
 
     def __post_init__(self) -> None:
-        _choice("scale.name", self.name, SCALES)
+        check_choice("scale.name", self.name, SCALES)
 
 
 @dataclass

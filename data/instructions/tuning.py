@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from data.instructions.records import InstructionRecord
 from data.instructions.template import format_prompt
+from runners.schemas import check_choice
 
 
 @dataclass
@@ -36,8 +37,7 @@ class TuningConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
     def __post_init__(self) -> None:
-        if self.mode not in ("full", "lora"):
-            raise ValueError(f"tuning.mode={self.mode!r} is not valid; choose one of: full, lora")
+        check_choice("method.tuning.mode", self.mode, ("full", "lora"))
         if self.batch_size % self.micro_batch_size:
             raise ValueError(f"batch_size={self.batch_size} must be a multiple of micro_batch_size")
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from runners.schemas import check_choice
+
 POLICIES = ("full", "h2o", "local", "streaming", "random")
 
 
@@ -82,8 +84,7 @@ class Random(EvictionPolicy):
 
 
 def make_policy(name: str, recent: int, sinks: int = 4, seed: int = 0) -> EvictionPolicy:
-    if name not in POLICIES:
-        raise ValueError(f"policy={name!r} is not valid; choose one of: {', '.join(POLICIES)}")
+    check_choice("policy", name, POLICIES)
     return {
         "full": lambda: Full(),
         "h2o": lambda: HeavyHitter(recent),

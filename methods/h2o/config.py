@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
+from runners.schemas import check_choice
+
 POLICIES = ("full", "h2o", "local", "streaming", "random")
 EVALUATIONS = ("perplexity", "generate", "lm_eval")
 
@@ -41,10 +43,7 @@ class H2OConfig:
 
     def __post_init__(self) -> None:
         for key, valid in (("policy", POLICIES), ("evaluation", EVALUATIONS)):
-            if getattr(self, key) not in valid:
-                raise ValueError(
-                    f"method.{key}={getattr(self, key)!r} is not valid; choose one of: {', '.join(valid)}"
-                )
+            check_choice(f"method.{key}", getattr(self, key), valid)
         if self.budget <= 0:
             raise ValueError(f"method.budget={self.budget} must be > 0 (a ratio in (0, 1] or a count)")
         if self.budget > 1 and self.evaluation == "perplexity" and self.budget > self.max_tokens:

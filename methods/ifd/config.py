@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 
 from data.instructions.tuning import TuningConfig
+from runners.schemas import check_choice
 
 ARMS = ("ifd_top", "random", "ifd_bottom", "full")
 VARIANTS = ("ifd", "ifd_ppl")
@@ -41,10 +42,7 @@ class IFDConfig:
 
     def __post_init__(self) -> None:
         for key, valid in (("arm", ARMS), ("variant", VARIANTS)):
-            if getattr(self, key) not in valid:
-                raise ValueError(
-                    f"method.{key}={getattr(self, key)!r} is not valid; choose one of: {', '.join(valid)}"
-                )
+            check_choice(f"method.{key}", getattr(self, key), valid)
         if not 0 < self.rate <= 1:
             raise ValueError(f"method.rate={self.rate} must be in (0, 1]")
         if min(self.n_train, self.clusters, self.per_cluster, self.eval_per_family) < 1:
