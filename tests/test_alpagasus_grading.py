@@ -18,6 +18,8 @@ from methods.alpagasus.grading import Grade, detection_quality, grade, grading_r
         ("Score: 4", 4.0),
         ("**5**\nPerfect.", 5.0),
         ("3/5", 3.0),
+        ("Rating: 5\n\n### Explanation: ...", 5.0),
+        ("Accuracy: 4 out of 5", 4.0),
         ("\n\n2\n", 2.0),
         ("The response is accurate. 5", None),  # text before the score: unparsed, as the spec asks
         ("7", None),  # outside the 0–5 scale

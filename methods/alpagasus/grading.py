@@ -26,7 +26,8 @@ _RATE = (
     "lines. Be objective and avoid any bias."
 )
 REQUEST = {d: _RATE.format(dimension=d.upper()) for d in ("accuracy", "helpfulness")}
-_SCORE = re.compile(r"^\W*(?:score\W*)?(\d+(?:\.\d+)?)(?:\s*/\s*5)?\W*$", re.IGNORECASE)
+# An optional label ("Score:", "Rating:", "Accuracy:"), the number, an optional "/5" or "out of 5".
+_SCORE = re.compile(r"^\W*(?:[a-z ]{1,20}:\W*)?(\d+(?:\.\d+)?)\s*(?:/\s*5|out of 5)?\W*$", re.IGNORECASE)
 
 
 def grading_request(
@@ -41,7 +42,8 @@ def grading_request(
 
 
 def parse_grade(text: str) -> float | None:
-    """The score on the first non-empty line ("4.5", "Score: 4", "**5**", "3/5"), if it is in [0, 5]."""
+    """The score on the first non-empty line ("4.5", "Score: 4", "Rating: 5", "**5**", "3/5", "4 out of 5"),
+    if it is in [0, 5]; a line with other words around the number is unparsed."""
     line = next((ln for ln in text.splitlines() if ln.strip()), "")
     match = _SCORE.match(line.strip())
     if match is None:
