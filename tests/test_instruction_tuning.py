@@ -6,10 +6,11 @@ import lightning
 import pytest
 import torch
 
+from data.config import TuningConfig
 from data.instructions.generated import generate
 from data.instructions.records import InstructionRecord
 from data.instructions.template import format_prompt
-from data.instructions.tuning import InstructionData, InstructionTuner, TuningConfig, collate, encode
+from data.instructions.tuning import InstructionData, InstructionTuner, collate, encode
 from data.llm.loader import load_causal_lm, offline_model
 
 SMOLLM2 = offline_model("smollm2_135m")

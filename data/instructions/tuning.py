@@ -9,37 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import lightning
 import torch
 from torch.utils.data import DataLoader
 
+from data.config import TuningConfig
 from data.instructions.records import InstructionRecord
 from data.instructions.template import format_prompt
-from runners.schemas import check_choice
-
-
-@dataclass
-class TuningConfig:
-    mode: str = "lora"  # full | lora
-    lr: float = 2e-5
-    epochs: int = 3
-    batch_size: int = 128
-    micro_batch_size: int = 8  # gradient accumulation makes up the rest of batch_size
-    max_length: int = 512
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-
-    def __post_init__(self) -> None:
-        check_choice("method.tuning.mode", self.mode, ("full", "lora"))
-        if self.batch_size % self.micro_batch_size:
-            raise ValueError(f"batch_size={self.batch_size} must be a multiple of micro_batch_size")
 
 
 def encode(tokenizer: Any, record: InstructionRecord, max_length: int) -> dict[str, list[int]]:

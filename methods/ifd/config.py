@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
-from data.instructions.tuning import TuningConfig
+from data.config import TuningConfig
 from runners.schemas import check_choice
 
 ARMS = ("ifd_top", "random", "ifd_bottom", "full")

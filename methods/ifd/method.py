@@ -16,9 +16,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from data.config import TuningConfig
 from data.instructions.generated import composition, exact_match, generate, generate_eval
 from data.instructions.records import InstructionRecord, load_records, save_records
-from data.instructions.tuning import TuningConfig, generate_answers, tune
+from data.instructions.tuning import generate_answers, tune
 from data.llm.loader import load_causal_lm
 from methods.ifd.config import IFDConfig
 from methods.ifd.pre_experience import pick_pre_experience, prompt_embeddings, prompt_perplexities
