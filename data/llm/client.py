@@ -87,10 +87,19 @@ class LocalBackend:
     def complete_many(self, requests: Sequence[ChatRequest]) -> list[str]:
         import torch
 
-        out: list[str] = []
+        out: list[str] = [""] * len(requests)
         tok = self.tokenizer
-        for start in range(0, len(requests), self.batch_size):
-            chunk = requests[start : start + self.batch_size]
+        # A batch shares one sampling temperature, so requests are batched per temperature.
+        by_temperature: dict[float, list[int]] = {}
+        for i, request in enumerate(requests):
+            by_temperature.setdefault(request.temperature, []).append(i)
+        batches = [
+            ids[s : s + self.batch_size]
+            for ids in by_temperature.values()
+            for s in range(0, len(ids), self.batch_size)
+        ]
+        for indices in batches:
+            chunk = [requests[i] for i in indices]
             texts = [
                 tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in chunk
             ]
@@ -111,8 +120,8 @@ class LocalBackend:
                     pad_token_id=tok.pad_token_id,
                 )
             new = ids[:, batch["input_ids"].shape[1] :]
-            for row, request in zip(new, chunk, strict=True):
-                out.append(tok.decode(row[: request.max_tokens], skip_special_tokens=True).strip())
+            for row, i in zip(new, indices, strict=True):
+                out[i] = tok.decode(row[: requests[i].max_tokens], skip_special_tokens=True).strip()
         return out
 
     def complete(self, request: ChatRequest) -> str:

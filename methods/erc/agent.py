@@ -32,21 +32,21 @@ class Temperature(nn.Module):
 class SACAgent:
     def __init__(self, obs_dim: int, act_dim: int, hidden_dims: list[int], cfg: ERCConfig, fabric: Fabric):
         self.cfg, self.fabric = cfg, fabric
-        fused = {"fused": True}  # one fused Adam kernel: ~3x cheaper steps than the per-tensor CPU default
         actor = TanhGaussianActor(obs_dim, act_dim, hidden_dims, cfg.log_std_min, cfg.log_std_max)
         critic = TwinCritic(obs_dim, act_dim, hidden_dims)
         temperature = Temperature(cfg.init_alpha)
         self.critic_target = copy.deepcopy(critic).requires_grad_(False).to(fabric.device)
+        # fused Adam: one kernel per step, ~3x cheaper than the per-tensor CPU default
         self.actor, self.actor_opt = fabric.setup(
-            actor, torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr, **fused)
+            actor, torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr, fused=True)
         )
         self.actor.mark_forward_method("sample")
         self.actor.mark_forward_method("mean_action")
         self.critic, self.critic_opt = fabric.setup(
-            critic, torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, **fused)
+            critic, torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, fused=True)
         )
         self.temperature, self.alpha_opt = fabric.setup(
-            temperature, torch.optim.Adam(temperature.parameters(), lr=cfg.alpha_lr, **fused)
+            temperature, torch.optim.Adam(temperature.parameters(), lr=cfg.alpha_lr, fused=True)
         )
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else cfg.target_entropy
         self.updates = 0
