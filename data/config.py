@@ -88,7 +88,32 @@ class TuningConfig:
             raise ValueError(f"batch_size={self.batch_size} must be a multiple of micro_batch_size")
 
 
+IMAGE_DATASETS = ("digits", "mnist5k", "mnist", "cifar10", "cifar100", "svhn")
+
+
+@dataclass
+class ImageDataConfig:
+    """Image classification data (data.vision.datasets): offline digits / mnist5k, torchvision online."""
+
+    name: str = "digits"
+    # n_max / n_min of the exponential long-tailed profile cut from the training set; 1 = balanced.
+    imbalance_ratio: float = 1.0
+    # Offline sets have no official split: a stratified one, fixed by split_seed (not the run seed).
+    test_fraction: float = 0.3
+    split_seed: int = 0
+    # Where torchvision downloads the online sets.
+    root: str = "~/.cache/reprolab/data"
+
+    def __post_init__(self) -> None:
+        check_choice("data.name", self.name, IMAGE_DATASETS)
+        if self.imbalance_ratio < 1:
+            raise ValueError(f"data.imbalance_ratio={self.imbalance_ratio} must be >= 1 (n_max / n_min)")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"data.test_fraction={self.test_fraction} must be in (0, 1)")
+
+
 def register(cs: ConfigStore) -> None:
     cs.store(group="schema/env", name="dmc", node=DMCConfig)
     cs.store(group="schema/model", name="mlp", node=MLPConfig)
     cs.store(group="schema/model", name="causal_lm", node=CausalLMConfig)
+    cs.store(group="schema/data", name="images", node=ImageDataConfig)

