@@ -28,7 +28,8 @@ def long_tailed_indices(labels: np.ndarray, imbalance_ratio: float, seed: int) -
     n_max = int(min((labels == c).sum() for c in classes))
     counts = long_tailed_counts(n_max, len(classes), imbalance_ratio)
     rng = np.random.default_rng(seed)
-    keep = [rng.choice(np.flatnonzero(labels == c), n, replace=False) for c, n in zip(classes, counts)]
+    pools = [np.flatnonzero(labels == c) for c in classes]
+    keep = [rng.choice(pool, n, replace=False) for pool, n in zip(pools, counts, strict=True)]
     return np.sort(np.concatenate(keep))
 
 

