@@ -88,6 +88,57 @@ class TuningConfig:
             raise ValueError(f"batch_size={self.batch_size} must be a multiple of micro_batch_size")
 
 
+LLM_BACKENDS = ("local", "openai")
+
+
+@dataclass
+class LLMClientConfig:
+    """An LLM reached through data.llm.client: graders, judges and black-box scorers.
+
+    ``local``: ``model`` is an offline model name (conf/model/<name>.yaml, e.g. smollm2_135m) or a hub
+    name. ``openai``: any OpenAI-compatible endpoint at ``base_url`` serving ``model``; the key is read
+    from the environment variable ``api_key_env`` and never stored.
+    """
+
+    backend: str = "local"
+    model: str = "smollm2_135m"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 60.0
+    concurrency: int = 8
+    max_retries: int = 5
+    batch_size: int = 8  # local backend: requests generated together
+    max_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        check_choice("backend", self.backend, LLM_BACKENDS)
+        if min(self.concurrency, self.batch_size, self.max_tokens) < 1:
+            raise ValueError("concurrency, batch_size and max_tokens must be >= 1")
+
+
+@dataclass
+class InstructionSelectionConfig:
+    """What every instruction-data selection method shares (IFD, AlpaGasus): the data, the arm, the
+    tuning of the selected data and the held-out evaluation (data.instructions.selection)."""
+
+    # "generated" (offline, data.instructions.generated), a JSON/JSONL path, or a hub dataset name
+    data: str = "generated"
+    n_train: int = 2000
+    corrupt_share: float = 0.2
+    eval_per_family: int = 10
+    arm: str = "full"
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    # Equal compute: every arm takes this many optimizer steps (None: tuning.epochs over its data).
+    train_steps: int | None = None
+    max_new_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        if min(self.n_train, self.eval_per_family) < 1:
+            raise ValueError("method.n_train and method.eval_per_family must be >= 1")
+        if not 0 <= self.corrupt_share < 1:
+            raise ValueError(f"method.corrupt_share={self.corrupt_share} must be in [0, 1)")
+
+
 IMAGE_DATASETS = ("digits", "mnist5k", "mnist", "cifar10", "cifar100", "svhn")
 
 

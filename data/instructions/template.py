@@ -29,3 +29,8 @@ def format_prompt(record: _HasInstruction) -> str:
     if record.input.strip():
         return PROMPT_WITH_INPUT.format(instruction=record.instruction, input=record.input)
     return PROMPT_NO_INPUT.format(instruction=record.instruction)
+
+
+def question_text(record: _HasInstruction) -> str:
+    """The instruction and its input as one question (what a judge or a grader is shown)."""
+    return f"{record.instruction}\n\n{record.input}" if record.input.strip() else record.instruction

@@ -188,3 +188,25 @@ class LLMClient:
                 for future in as_completed(futures):
                     store(futures[future], future.result())
         return [o if o is not None else "" for o in out]
+
+
+def local_lm(name: str) -> Any:
+    """A causal LM by offline name (conf/model/<name>.yaml) or hub name."""
+    from data.config import CausalLMConfig
+    from data.llm.loader import OFFLINE_MODELS, load_causal_lm, offline_model
+
+    return load_causal_lm(offline_model(name) if name in OFFLINE_MODELS else CausalLMConfig(name=name))
+
+
+def make_client(cfg: Any, cache_path: str | os.PathLike | None = None) -> LLMClient:
+    """An ``LLMClient`` from an ``LLMClientConfig``; responses cached at ``cache_path`` when given."""
+    if cfg.backend == "openai":
+        backend: OpenAIBackend | LocalBackend = OpenAIBackend(
+            cfg.base_url, cfg.model, cfg.api_key_env, cfg.timeout_s
+        )
+    else:
+        lm = local_lm(cfg.model)
+        identity = f"local:{cfg.model}"
+        backend = LocalBackend(lm.model, lm.tokenizer, identity=identity, batch_size=cfg.batch_size)
+    cache = ResponseCache(cache_path) if cache_path is not None else None
+    return LLMClient(backend, cache, concurrency=cfg.concurrency, max_retries=cfg.max_retries)

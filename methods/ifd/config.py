@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
 
-from data.config import TuningConfig
+from data.config import InstructionSelectionConfig
 from runners.schemas import check_choice
 
 ARMS = ("ifd_top", "random", "ifd_bottom", "full")
@@ -14,14 +14,11 @@ VARIANTS = ("ifd", "ifd_ppl")
 
 
 @dataclass
-class IFDConfig:
+class IFDConfig(InstructionSelectionConfig):
+    """The shared data / arm / tuning / evaluation keys (InstructionSelectionConfig) plus IFD's own."""
+
     _target_: str = "methods.ifd.method.IFD"
     name: str = "ifd"
-    # "generated" (offline, data.instructions.generated), a JSON/JSONL path, or a hub dataset name
-    data: str = "generated"
-    n_train: int = 2000
-    corrupt_share: float = 0.2
-    eval_per_family: int = 10
     # Pre-experienced model: k-means over prompt embeddings, the [P25, P75] perplexity band of each
     # cluster, `per_cluster` evenly spaced instructions, a short fine-tune.
     clusters: int = 100
@@ -35,18 +32,15 @@ class IFDConfig:
     arm: str = "ifd_top"
     max_length: int = 512
     score_batch_size: int = 16
-    tuning: TuningConfig = field(default_factory=TuningConfig)
-    # Equal compute: every arm takes this many optimizer steps (None: tuning.epochs over its data).
-    train_steps: int | None = None
-    max_new_tokens: int = 32
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for key, valid in (("arm", ARMS), ("variant", VARIANTS)):
             check_choice(f"method.{key}", getattr(self, key), valid)
         if not 0 < self.rate <= 1:
             raise ValueError(f"method.rate={self.rate} must be in (0, 1]")
-        if min(self.n_train, self.clusters, self.per_cluster, self.eval_per_family) < 1:
-            raise ValueError("method.n_train, clusters, per_cluster and eval_per_family must be >= 1")
+        if min(self.clusters, self.per_cluster) < 1:
+            raise ValueError("method.clusters and method.per_cluster must be >= 1")
 
 
 def register(cs: ConfigStore) -> None:
