@@ -4,9 +4,10 @@
 
 Same model (SmolLM2-135M-Instruct, offline), same records (the generated instruction data), same run.
 The official Cherry code scores each sample with two full forwards of batch 1 (conditioned, then direct);
-the baseline here is exactly that. Ours sorts all sequences by length, pads them into batches and
-projects to the vocabulary only where an answer token is predicted. Both must give the same scores
-(checked). Target: ours ≥ 3× samples/s. A benchmark reports; exit code 0.
+the baseline here is exactly that. Ours sorts all sequences by length, pads them into batches, projects
+to the vocabulary only where an answer token is predicted, and runs the template's fixed header once
+(its KV cache is reused by every record). All must give the same scores (checked). Target: ours ≥ 3×
+samples/s. A benchmark reports; exit code 0.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 
 from data.instructions.generated import generate
 from data.llm.loader import load_causal_lm, offline_model
-from methods.ifd.scoring import answer_losses, encode_pairs
+from methods.ifd.scoring import answer_losses, encode_pairs, template_prefixes
 
 SMOLLM2 = offline_model("smollm2_135m")
 
@@ -66,12 +67,17 @@ def main() -> None:
     start = time.perf_counter()
     batched = answer_losses(model, pairs, batch_size=args.batch, pad_id=pad)
     batched_s = time.perf_counter() - start
-    worst = max(abs(a - b) for a, b in zip(naive, batched, strict=True))
+    start = time.perf_counter()
+    ours = answer_losses(model, pairs, args.batch, pad, prefixes=template_prefixes(tok))
+    ours_s = time.perf_counter() - start
+    worst = max(abs(a - b) for a, b, c in zip(naive, batched, ours, strict=True) for b in (b, c))
 
-    rates = {
-        "per-sample (official)": args.samples / naive_s,
-        f"batched ({args.batch})": args.samples / batched_s,
+    timings = {
+        "per-sample (official)": naive_s,
+        f"batched ({args.batch})": batched_s,
+        "batched + header KV (ours)": ours_s,
     }
+    rates = {name: args.samples / seconds for name, seconds in timings.items()}
     print(
         f"SmolLM2-135M-Instruct float32 CPU, torch threads {args.threads}, {args.samples} generated records"
     )
@@ -79,12 +85,15 @@ def main() -> None:
     print(
         f"(each record: a conditioned and a direct answer loss; {min(lengths)}–{max(lengths)} tokens each)\n"
     )
-    print(f"{'scorer':24}{'seconds':>9}{'samples/s':>11}")
-    for (name, rate), seconds in zip(rates.items(), (naive_s, batched_s), strict=True):
-        print(f"{name:24}{seconds:9.2f}{rate:11.2f}")
-    ratio = naive_s / batched_s
-    print(f"\nbatched / per-sample      {ratio:.2f}  (target >= 3.0)  {'PASS' if ratio >= 3 else 'MISS'}")
-    print(f"largest score difference  {worst:.2e} nats (same scores, up to float error)")
+    print(f"{'scorer':30}{'seconds':>9}{'samples/s':>11}")
+    for name, seconds in timings.items():
+        print(f"{name:30}{seconds:9.2f}{rates[name]:11.2f}")
+    ratio = naive_s / ours_s
+    print(
+        f"\nours / per-sample              {ratio:.2f}  (target >= 3.0)  {'PASS' if ratio >= 3 else 'MISS'}"
+    )
+    print(f"header KV reuse alone          {batched_s / ours_s:.2f}")
+    print(f"largest score difference       {worst:.2e} nats (same scores, up to float error)")
     if args.json:
         args.json.write_text(
             json.dumps({"samples_per_s": rates, "ratio": ratio, "max_abs_diff": worst}, indent=2)

@@ -93,3 +93,13 @@ class ResultsSink:
         if status != "running":
             self.record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         write_json_atomic(self.path, self.record)
+
+
+def merge_metrics(run_dir: Path, metrics: dict[str, float]) -> None:
+    """Add metrics computed after the run (a post-hoc judge) to its record, atomically."""
+    path = Path(run_dir) / RESULTS_FILE
+    record = read_results(path)
+    if record is None:
+        raise FileNotFoundError(f"{path}: no readable results record to add metrics to")
+    record["metrics"] = {**record.get("metrics", {}), **{k: float(v) for k, v in metrics.items()}}
+    write_json_atomic(path, record)

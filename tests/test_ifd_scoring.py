@@ -10,7 +10,14 @@ import torch
 from data.instructions.records import InstructionRecord
 from data.instructions.template import RESPONSE_MARKER, format_prompt
 from data.llm.loader import load_causal_lm, offline_model
-from methods.ifd.scoring import IFDScore, answer_losses, encode_pairs, ifd_scores, select
+from methods.ifd.scoring import (
+    IFDScore,
+    answer_losses,
+    encode_pairs,
+    ifd_scores,
+    select,
+    template_prefixes,
+)
 
 SMOLLM2 = offline_model("smollm2_135m")
 
@@ -52,6 +59,11 @@ def test_batched_losses_equal_one_sample_forwards(smollm2) -> None:
     assert pairs[1][0] == tok(RESPONSE_MARKER, add_special_tokens=False).input_ids
     assert pairs[0][1] == pairs[1][1]  # the same answer tokens in both scores
     batched = answer_losses(model, pairs, batch_size=4, pad_id=tok.pad_token_id)
+    prefixes = template_prefixes(tok)
+    # every context starts with one of the template's prefixes, so all of them take the cached path
+    assert all(any(c[: len(p)] == p for p in prefixes) for c, _ in pairs)
+    reused = answer_losses(model, pairs, batch_size=4, pad_id=tok.pad_token_id, prefixes=prefixes)
+    assert reused == pytest.approx(batched, abs=1e-4)
     for (context, answer), loss in zip(pairs, batched, strict=True):
         ids = torch.tensor([context + answer])
         with torch.no_grad():

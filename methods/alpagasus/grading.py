@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from data.instructions.records import InstructionRecord
 from data.llm.client import ChatRequest, LLMClient
@@ -69,22 +70,82 @@ def grade(
     return [Grade(r.id, parse_grade(text), text) for r, text in zip(records, replies, strict=True)]
 
 
+def grade_by_score_logits(
+    model: Any,
+    tokenizer: Any,
+    records: Sequence[InstructionRecord],
+    dimension: str = "accuracy",
+    batch_size: int = 8,
+) -> list[Grade]:
+    """A named variant, not the paper's parser: the same grading prompt, one forward pass, and the
+    expected score Σ_k k·p(k) over the next-token probabilities of "0".."5" at the start of the reply.
+
+    A 135M grader rarely writes a bare score on its first line (the paper's format), so the generated
+    grades are mostly unparsed; reading the score distribution directly keeps every record graded.
+    Local models only (an HTTP endpoint would need ``logprobs``).
+    """
+    import torch
+
+    digits = [tokenizer.convert_tokens_to_ids(str(k)) for k in range(6)]
+    if len(set(digits)) != 6 or tokenizer.unk_token_id in digits:
+        raise ValueError("grading=score_logits needs a tokenizer with single tokens for the digits 0-5")
+    values = torch.arange(6, dtype=torch.float32)
+    grades: list[Grade] = []
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        for start in range(0, len(records), batch_size):
+            chunk = records[start : start + batch_size]
+            texts = [
+                tokenizer.apply_chat_template(
+                    grading_request(r, dimension).messages, tokenize=False, add_generation_prompt=True
+                )
+                for r in chunk
+            ]
+            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.no_grad():
+                logits = model(**batch.to(model.device), logits_to_keep=1).logits[:, -1]
+            probs = logits[:, digits].float().softmax(-1).cpu()
+            for record, p in zip(chunk, probs, strict=True):
+                reply = " ".join(f"p({k})={v:.3f}" for k, v in enumerate(p.tolist()))
+                grades.append(Grade(record.id, float(p @ values), reply))
+    finally:
+        tokenizer.padding_side = side
+    return grades
+
+
 def keep(grades: Sequence[Grade], threshold: float = 4.5) -> list[str]:
     """Ids graded at or above the threshold (an unparsed grade is not kept)."""
     return [g.id for g in grades if g.score is not None and g.score >= threshold]
 
 
 def detection_quality(
-    grades: Sequence[Grade], records: Sequence[InstructionRecord], threshold: float = 4.5
+    grades: Sequence[Grade],
+    records: Sequence[InstructionRecord],
+    threshold: float = 4.5,
+    kept: Sequence[str] | None = None,
 ) -> dict:
-    """How well filtering at ``threshold`` catches the known-bad responses: a record is flagged when it
-    is not kept. Precision = bad among flagged, recall = flagged among bad."""
+    """How well the filter catches the known-bad responses: a record is flagged when it is not kept
+    (``kept``, or score ≥ threshold). Precision = bad among flagged, recall = flagged among bad; AUROC
+    ranks the scores themselves (0.5 is chance; unparsed grades count as the lowest score)."""
     bad = {r.id for r in records if r.corrupted}
-    flagged = {g.id for g in grades} - set(keep(grades, threshold))
+    kept = keep(grades, threshold) if kept is None else kept
+    flagged = {g.id for g in grades} - set(kept)
     caught = len(bad & flagged)
     return {
         "precision": caught / len(flagged) if flagged else 0.0,
         "recall": caught / len(bad) if bad else 0.0,
         "kept_share": 1 - len(flagged) / len(grades) if grades else 0.0,
         "unparsed_share": sum(g.score is None for g in grades) / len(grades) if grades else 0.0,
+        "auroc": bad_detection_auroc(grades, bad),
     }
+
+
+def bad_detection_auroc(grades: Sequence[Grade], bad: set[str]) -> float:
+    """P(a bad record scores lower than a clean one), ties counted half (Mann–Whitney)."""
+    low = -1.0  # an unparsed grade ranks below every score
+    bad_scores = [g.score if g.score is not None else low for g in grades if g.id in bad]
+    clean_scores = [g.score if g.score is not None else low for g in grades if g.id not in bad]
+    if not bad_scores or not clean_scores:
+        return float("nan")
+    wins = sum((b < c) + 0.5 * (b == c) for b in bad_scores for c in clean_scores)
+    return wins / (len(bad_scores) * len(clean_scores))

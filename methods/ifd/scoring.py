@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from data.instructions.records import InstructionRecord
-from data.instructions.template import RESPONSE_MARKER, format_prompt
+from data.instructions.template import PROMPT_NO_INPUT, PROMPT_WITH_INPUT, RESPONSE_MARKER, format_prompt
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,37 @@ def decoder_and_head(model: Any) -> tuple[Any, Any]:
     return causal_lm.base_model, causal_lm.get_output_embeddings()
 
 
+def _prefix_cache(decoder: Any, prefix: list[int], device: Any) -> Callable[[int], Any]:
+    """The KV cache of a shared prompt prefix, computed once; ``cache(n)`` broadcasts it to n rows."""
+    from transformers import DynamicCache
+
+    out = decoder(input_ids=torch.tensor([prefix], device=device), use_cache=True)
+    legacy = out.past_key_values.to_legacy_cache()
+    return lambda n: DynamicCache.from_legacy_cache(
+        tuple((k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in legacy)
+    )
+
+
+def _group_by_prefix(
+    pairs: Sequence[tuple[list[int], list[int]]], prefixes: Sequence[list[int]]
+) -> dict[int, list[int]]:
+    """Pair indices by the longest given prefix their context starts with (−1: none), token-exact, so a
+    tokenization that merges across the prefix boundary just falls back to the full forward."""
+    ranked = sorted(range(len(prefixes)), key=lambda p: -len(prefixes[p]))
+    groups: dict[int, list[int]] = {}
+    for i, (context, _) in enumerate(pairs):
+        match = next(
+            (
+                p
+                for p in ranked
+                if len(context) >= len(prefixes[p]) and context[: len(prefixes[p])] == prefixes[p]
+            ),
+            -1,
+        )
+        groups.setdefault(match, []).append(i)
+    return groups
+
+
 @torch.no_grad()
 def answer_losses(
     model: Any,
@@ -71,41 +102,69 @@ def answer_losses(
     batch_size: int = 16,
     pad_id: int = 0,
     on_batch: Callable[[int], None] | None = None,
+    prefixes: Sequence[list[int]] = (),
 ) -> list[float]:
-    """Mean NLL of each pair's answer tokens given its context, in the order of ``pairs``."""
+    """Mean NLL of each pair's answer tokens given its context, in the order of ``pairs``.
+
+    Sequences are length-sorted into padded batches. A context that starts with one of ``prefixes``
+    (the prompt template's fixed header) reuses that prefix's KV cache, computed once, so the header
+    is never run again: the same numbers with fewer tokens through the model.
+    """
     losses = [math.nan] * len(pairs)
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     device = next(model.parameters()).device
     decoder, head = decoder_and_head(model)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        seqs = [pairs[i][0] + pairs[i][1] for i in chunk]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-        mask = torch.zeros(len(seqs), width, dtype=torch.long)
-        labels = torch.full((len(seqs), width), -100, dtype=torch.long)
-        for row, (i, seq) in enumerate(zip(chunk, seqs, strict=True)):
-            ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-            context = len(pairs[i][0])
-            labels[row, context : len(seq)] = ids[row, context : len(seq)]
-        # The vocabulary projection only where an answer token is predicted: prompts are most of each
-        # sequence, and their logits are never needed.
-        hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-        target = labels[:, 1:].to(device)
-        scored = target != -100
-        logits = head(hidden[:, :-1][scored]).float()
-        nll = torch.nn.functional.cross_entropy(logits, target[scored], reduction="none")
-        counts = scored.sum(dim=1)
-        rows = torch.arange(len(chunk), device=device).repeat_interleave(counts)
-        per_seq: Tensor = torch.zeros(len(chunk), device=device).index_add_(0, rows, nll) / counts.clamp(
-            min=1
-        )
-        for i, value, n in zip(chunk, per_seq.tolist(), counts.tolist(), strict=True):
-            losses[i] = value if n > 0 else math.nan
-        if on_batch is not None:
-            on_batch(len(chunk))
+    for p, members in _group_by_prefix(pairs, prefixes).items():
+        # The prefix's last token stays in the batch: its hidden state predicts the first answer token
+        # when the context is the prefix alone (the direct score's response marker).
+        shared = prefixes[p][:-1] if p >= 0 else []
+        skip = len(shared)
+        cache = _prefix_cache(decoder, shared, device) if shared else None
+        order = sorted(members, key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            seqs = [(pairs[i][0] + pairs[i][1])[skip:] for i in chunk]
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+            mask = torch.zeros(len(seqs), skip + width, dtype=torch.long)
+            mask[:, :skip] = 1
+            labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+            for row, (i, seq) in enumerate(zip(chunk, seqs, strict=True)):
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, skip : skip + len(seq)] = 1
+                context = len(pairs[i][0]) - skip
+                labels[row, context : len(seq)] = ids[row, context : len(seq)]
+            kwargs = {}
+            if cache is not None:
+                kwargs = {
+                    "past_key_values": cache(len(chunk)),
+                    "position_ids": torch.arange(skip, skip + width, device=device).expand(len(chunk), -1),
+                }
+            # The vocabulary projection only where an answer token is predicted: prompts are most of
+            # each sequence, and their logits are never needed.
+            hidden = decoder(
+                input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
+            ).last_hidden_state
+            target = labels[:, 1:].to(device)
+            scored = target != -100
+            logits = head(hidden[:, :-1][scored]).float()
+            nll = torch.nn.functional.cross_entropy(logits, target[scored], reduction="none")
+            counts = scored.sum(dim=1)
+            rows = torch.arange(len(chunk), device=device).repeat_interleave(counts)
+            total: Tensor = torch.zeros(len(chunk), device=device).index_add_(0, rows, nll)
+            per_seq = total / counts.clamp(min=1)
+            for i, value, n in zip(chunk, per_seq.tolist(), counts.tolist(), strict=True):
+                losses[i] = value if n > 0 else math.nan
+            if on_batch is not None:
+                on_batch(len(chunk))
     return losses
+
+
+def template_prefixes(tokenizer: Any) -> list[list[int]]:
+    """The token ids every conditioned context starts with (the template's header, with or without an
+    input block) and the direct context (the response marker)."""
+    headers = [PROMPT_WITH_INPUT.split("{instruction}")[0], PROMPT_NO_INPUT.split("{instruction}")[0]]
+    marker = tokenizer(RESPONSE_MARKER, add_special_tokens=False).input_ids
+    return [tokenizer(h).input_ids for h in headers] + [marker]
 
 
 def ifd_scores(
@@ -117,7 +176,7 @@ def ifd_scores(
 ) -> list[IFDScore]:
     pairs = encode_pairs(tokenizer, records, max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    losses = answer_losses(model, pairs, batch_size=batch_size, pad_id=pad)
+    losses = answer_losses(model, pairs, batch_size, pad, prefixes=template_prefixes(tokenizer))
     return [
         IFDScore(r.id, losses[2 * k], losses[2 * k + 1], len(pairs[2 * k][1])) for k, r in enumerate(records)
     ]

@@ -1,0 +1,77 @@
+"""AlpaGasus (arXiv 2307.08701) as a pipeline: data → grade → select → tune → evaluate.
+
+Grading runs through the shared LLM client (any OpenAI-compatible endpoint or a local model, replies
+cached on disk so an interrupted grading resumes); the data, equal-compute tuning and evaluation are the
+shared selection pipeline's (data.instructions.selection), so the arms differ only in their data.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+from typing import Any
+
+from data.config import LLMClientConfig, TuningConfig
+from data.instructions.records import InstructionRecord
+from data.instructions.selection import SelectionPipeline, read_jsonl, write_jsonl
+from data.llm.loader import cache_dir
+from methods.alpagasus.config import AlpaGasusConfig
+from methods.alpagasus.grading import Grade, detection_quality, grade, grade_by_score_logits
+from runners.context import RunContext
+
+
+class AlpaGasus(SelectionPipeline):
+    def __init__(self, **cfg: Any) -> None:
+        tuning = TuningConfig(**cfg.pop("tuning", {}))
+        grader = LLMClientConfig(**cfg.pop("grader", {}))
+        self.cfg = AlpaGasusConfig(**cfg, tuning=tuning, grader=grader)
+
+    def scoring_stages(self) -> list[str]:
+        needs_grades = self.cfg.arm != "full" and not (self.cfg.arm == "random" and self.cfg.keep_share)
+        return ["grade"] if needs_grades else []
+
+    def grades(self, ctx: RunContext, train: list[InstructionRecord]) -> list[Grade]:
+        cfg = self.cfg
+        if cfg.arm == "oracle_filtered":  # the diagnostic: known labels, each flipped w.p. oracle_noise
+            rng = random.Random(ctx.seed)
+            flip = [rng.random() < cfg.oracle_noise for _ in train]
+            return [
+                Grade(r.id, 2.0 if r.corrupted != f else 5.0, "oracle")
+                for r, f in zip(train, flip, strict=True)
+            ]
+        if cfg.grading == "score_logits":
+            from data.llm.client import local_lm
+
+            lm = local_lm(cfg.grader.model)
+            return grade_by_score_logits(lm.model, lm.tokenizer, train, cfg.dimension, cfg.grader.batch_size)
+        from data.llm.client import make_client
+
+        cache = cfg.response_cache or cache_dir() / "llm_responses.sqlite"
+        client = make_client(cfg.grader, cache)
+        return grade(client, train, cfg.dimension, cfg.grader.max_tokens)
+
+    def stage_grade(self, ctx: RunContext) -> dict[str, Any]:
+        train = self.records(ctx, "train")
+        grades = self.grades(ctx, train)
+        write_jsonl(ctx.out_dir / "grades.jsonl", [asdict(g) for g in grades])
+        quality = detection_quality(grades, train, self.cfg.threshold, self.kept_ids(grades))
+        return {f"grader_{k}": v for k, v in quality.items()}
+
+    def kept_ids(self, grades: list[Grade]) -> list[str]:
+        """Score ≥ threshold (the paper), or the top keep_share by score (ties broken by id)."""
+        cfg = self.cfg
+        graded = [g for g in grades if g.score is not None]
+        if cfg.keep_share is None:
+            return [g.id for g in graded if g.score >= cfg.threshold]
+        n = max(1, round(cfg.keep_share * len(grades)))
+        return [g.id for g in sorted(graded, key=lambda g: (-g.score, g.id))[:n]]
+
+    def selected_ids(self, ctx: RunContext, train: list[InstructionRecord]) -> list[str]:
+        cfg = self.cfg
+        if cfg.arm == "random":
+            if cfg.keep_share:
+                n = max(1, round(cfg.keep_share * len(train)))
+            else:  # the same size as the grader's selection
+                n = len(self.kept_ids([Grade(**g) for g in read_jsonl(ctx.out_dir / "grades.jsonl")]))
+            return self.random_ids(train, n, ctx.seed)
+        return self.kept_ids([Grade(**g) for g in read_jsonl(ctx.out_dir / "grades.jsonl")])
