@@ -24,7 +24,8 @@ endef
 	$(call install_deps,dev)
 	touch $@ .install-stamp
 
-.PHONY: install install-dev run test test-fast lint format bench table-erc table-h2o table-ifd clean
+.PHONY: install install-dev run test test-fast lint format bench clean \
+	table-erc table-h2o table-ifd table-alpagasus table-sbcl table-diffusion
 
 install: .install-stamp
 install-dev: .install-stamp-dev
@@ -54,6 +55,8 @@ bench: install-dev
 	OMP_NUM_THREADS=1 $(PYTHON) bench/erc_speed.py --threads 1
 	OMP_NUM_THREADS=1 $(PYTHON) bench/h2o_speed.py --threads 1
 	OMP_NUM_THREADS=1 $(PYTHON) bench/ifd_scoring.py --threads 1
+	OMP_NUM_THREADS=1 $(PYTHON) bench/sbcl_epoch.py --threads 1
+	OMP_NUM_THREADS=1 $(PYTHON) bench/diffusion_features.py --threads 1
 
 ## table-erc: ERC vs SAC sweep (SCALE=small|paper, LAUNCHER=joblib|slurm|local), then its table and plot.
 ## A failed job does not stop the sweep; the report marks its cells missing.
@@ -69,7 +72,35 @@ table-h2o: install
 ## table-ifd: exact match of tuning on top-k% by IFD / random / bottom / full (generated data, offline).
 table-ifd: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=ifd_selection scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
+	-OMP_NUM_THREADS=1 $(PYTHON) -m data.instructions.judge_runs multirun/ifd_selection/$(SCALE) --reference full
 	$(PYTHON) -m runners.report multirun/ifd_selection/$(SCALE)
+
+## table-alpagasus: exact match and the both-order judge for grader-filtered / random same size / full
+## (and a noisy-oracle grader as a diagnostic); SmolLM2 grades offline, its precision/recall/AUROC reported.
+table-alpagasus: install
+	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=alpagasus_filter scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
+	-OMP_NUM_THREADS=1 $(PYTHON) -m data.instructions.judge_runs multirun/alpagasus_filter/$(SCALE) --reference full
+	$(PYTHON) -m runners.report multirun/alpagasus_filter/$(SCALE)
+
+## table-sbcl: SBCL vs SupCon vs CE on long-tailed digits (offline): balanced and head/medium/tail accuracy,
+## imbalance 10 and 20, 3 seeds; the paper's CIFAR-100-LT number beside ours.
+table-sbcl: install
+	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=sbcl_lt scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
+	$(PYTHON) -m runners.report multirun/sbcl_lt/$(SCALE)
+
+## table-diffusion: DDPM features by U-Net block x timestep (heat-map; best cell by validation accuracy), then
+## that cell against raw pixels / random U-Net / a supervised CNN at 5, 20 and all (0) labels per class.
+table-diffusion: install
+	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=diffusion_probe scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
+	$(PYTHON) -m methods.diffusion_cls.heatmap multirun/diffusion_probe/$(SCALE)
+	$(PYTHON) -m runners.report multirun/diffusion_probe/$(SCALE)
+	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=diffusion_probe scale=$(SCALE) launcher=$(LAUNCHER) \
+	  $$($(PYTHON) -m methods.diffusion_cls.heatmap --best multirun/diffusion_probe/$(SCALE)) \
+	  method.features=raw,random_unet,unet,cnn method.shots=5,20,0 seed=0,1,2 method.val_fraction=0 \
+	  hydra.sweep.dir=multirun/diffusion_probe/$(SCALE)_baselines \
+	  'report.title="Diffusion features: best cell vs baselines by labels per class (0 = all)"' \
+	  'report.rows=[config.method.shots]' report.columns=config.method.features 'report.metrics=[test_acc]' $(ARGS)
+	$(PYTHON) -m runners.report multirun/diffusion_probe/$(SCALE)_baselines
 
 clean:
 	rm -rf outputs multirun .install-stamp .install-stamp-dev

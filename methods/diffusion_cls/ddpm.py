@@ -1,0 +1,139 @@
+"""The frozen diffusion U-Net: trained offline on the training split (cached on disk, trained once per
+sweep), randomly initialised (a baseline), or a diffusers hub checkpoint for online users."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from methods.diffusion_cls.config import DDPMTrainConfig
+
+log = logging.getLogger("reprolab")
+
+
+def build_unet(model_cfg: dict[str, Any]) -> Any:
+    from diffusers import UNet2DModel
+
+    n = len(model_cfg["block_out_channels"])
+    return UNet2DModel(
+        sample_size=model_cfg["sample_size"],
+        in_channels=model_cfg["in_channels"],
+        out_channels=model_cfg["in_channels"],
+        block_out_channels=tuple(model_cfg["block_out_channels"]),
+        layers_per_block=model_cfg["layers_per_block"],
+        down_block_types=("DownBlock2D",) * n,
+        up_block_types=("UpBlock2D",) * n,
+        norm_num_groups=model_cfg["norm_num_groups"],
+    )
+
+
+def to_model_space(images: torch.Tensor, sample_size: int, channels: int) -> torch.Tensor:
+    """[0, 1] images → [−1, 1] at the U-Net's resolution and channel count."""
+    x = images
+    if x.shape[-1] != sample_size:
+        x = F.interpolate(x, size=(sample_size, sample_size), mode="bilinear", align_corners=False)
+    if x.shape[1] != channels:
+        x = x.mean(dim=1, keepdim=True).expand(-1, channels, -1, -1)
+    return x * 2 - 1
+
+
+def checkpoint_key(model_cfg: dict[str, Any], train_cfg: DDPMTrainConfig, data_id: str, seed: int) -> str:
+    blob = json.dumps(
+        {
+            "model": model_cfg,
+            "steps": train_cfg.steps,
+            "bs": train_cfg.batch_size,
+            "lr": train_cfg.lr,
+            "data": data_id,
+            "seed": seed,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def train_ddpm(
+    unet: Any, images: torch.Tensor, cfg: DDPMTrainConfig, seed: int, progress: Any = None
+) -> float:
+    """ε-prediction DDPM training (Ho et al. 2020, L_simple) with AdamW; returns the last 100 steps' loss."""
+    from diffusers import DDPMScheduler
+
+    sched = DDPMScheduler(num_train_timesteps=1000)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr)
+    lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    unet.train()
+    losses = []
+    for step in range(cfg.steps):
+        idx = torch.randint(len(images), (cfg.batch_size,), generator=g)
+        x0 = images[idx]
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, 1000, (len(x0),), generator=g)
+        loss = F.mse_loss(unet(sched.add_noise(x0, noise, t), t).sample, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        lr_sched.step()
+        losses.append(float(loss.detach()))
+        if progress is not None and ((step + 1) % 50 == 0 or step + 1 == cfg.steps):
+            progress(step + 1, losses[-1])
+    unet.eval()
+    return float(sum(losses[-100:]) / len(losses[-100:]))
+
+
+def checkpoint_path(model_cfg: dict[str, Any], train_cfg: DDPMTrainConfig, data_id: str, seed: int) -> Path:
+    return Path(train_cfg.cache_dir) / "ddpm" / f"{checkpoint_key(model_cfg, train_cfg, data_id, seed)}.pt"
+
+
+def load_or_train(
+    model_cfg: dict[str, Any],
+    train_cfg: DDPMTrainConfig,
+    images: torch.Tensor,
+    data_id: str,
+    seed: int,
+    progress: Any = None,
+) -> tuple[Any, str]:
+    """(trained U-Net in eval mode, checkpoint id). A lock file makes parallel jobs wait for one trainer."""
+    key = checkpoint_key(model_cfg, train_cfg, data_id, seed)
+    folder = Path(train_cfg.cache_dir) / "ddpm"
+    folder.mkdir(parents=True, exist_ok=True)
+    path, lock = folder / f"{key}.pt", folder / f"{key}.lock"
+    unet = build_unet(model_cfg)
+    while not path.exists():
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            log.info("waiting for another job to train the DDPM %s", key)
+            time.sleep(5)
+            continue
+        try:
+            t0 = time.monotonic()
+            final = train_ddpm(unet, images, train_cfg, seed, progress)
+            tmp = path.with_suffix(".tmp")
+            torch.save(
+                {"state_dict": unet.state_dict(), "final_loss": final, "seconds": time.monotonic() - t0}, tmp
+            )
+            tmp.rename(path)
+            log.info("trained DDPM %s in %.0f s (final loss %.4f)", key, time.monotonic() - t0, final)
+        finally:
+            os.close(fd)
+            lock.unlink(missing_ok=True)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    unet.load_state_dict(state["state_dict"])
+    return unet.eval(), f"ddpm-{key}"
+
+
+def load_hub(name: str) -> tuple[Any, str]:
+    """A pretrained diffusers U-Net (online only), e.g. google/ddpm-cifar10-32."""
+    from diffusers import UNet2DModel
+
+    return UNet2DModel.from_pretrained(name).eval(), f"hub-{name.replace('/', '--')}"
