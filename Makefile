@@ -3,6 +3,8 @@ PYTHON ?= python3
 SCALE ?= small
 LAUNCHER ?= joblib
 ARGS ?=
+# The post-hoc pairwise judge (data.instructions.judge_runs); on CPU only part of the held-out set is judged.
+JUDGE_ARGS ?= --max-tokens 16 --limit 48
 
 # Installs are idempotent: a stamp per extras set, redone whenever pyproject.toml changes.
 # torch goes first and exactly pinned, so no later package can pull another (CUDA) build.
@@ -25,7 +27,7 @@ endef
 	touch $@ .install-stamp
 
 .PHONY: install install-dev run test test-fast lint format bench clean \
-	table-erc table-h2o table-ifd table-alpagasus table-sbcl table-diffusion
+	table-erc table-h2o table-ifd table-alpagasus table-sbcl table-diffusion table-chain table-scool
 
 install: .install-stamp
 install-dev: .install-stamp-dev
@@ -57,6 +59,8 @@ bench: install-dev
 	OMP_NUM_THREADS=1 $(PYTHON) bench/ifd_scoring.py --threads 1
 	OMP_NUM_THREADS=1 $(PYTHON) bench/sbcl_epoch.py --threads 1
 	OMP_NUM_THREADS=1 $(PYTHON) bench/diffusion_features.py --threads 1
+	OMP_NUM_THREADS=1 $(PYTHON) bench/scool_round.py --threads 1
+	OMP_NUM_THREADS=1 $(PYTHON) bench/chain_query.py --threads 1
 
 ## table-erc: ERC vs SAC sweep (SCALE=small|paper, LAUNCHER=joblib|slurm|local), then its table and plot.
 ## A failed job does not stop the sweep; the report marks its cells missing.
@@ -72,14 +76,14 @@ table-h2o: install
 ## table-ifd: exact match of tuning on top-k% by IFD / random / bottom / full (generated data, offline).
 table-ifd: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=ifd_selection scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
-	-OMP_NUM_THREADS=1 $(PYTHON) -m data.instructions.judge_runs multirun/ifd_selection/$(SCALE) --reference full
+	-OMP_NUM_THREADS=1 $(PYTHON) -m data.instructions.judge_runs multirun/ifd_selection/$(SCALE) --reference full $(JUDGE_ARGS)
 	$(PYTHON) -m runners.report multirun/ifd_selection/$(SCALE)
 
 ## table-alpagasus: exact match and the both-order judge for grader-filtered / random same size / full
 ## (and a noisy-oracle grader as a diagnostic); SmolLM2 grades offline, its precision/recall/AUROC reported.
 table-alpagasus: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=alpagasus_filter scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
-	-OMP_NUM_THREADS=1 $(PYTHON) -m data.instructions.judge_runs multirun/alpagasus_filter/$(SCALE) --reference full
+	-OMP_NUM_THREADS=1 $(PYTHON) -m data.instructions.judge_runs multirun/alpagasus_filter/$(SCALE) --reference full $(JUDGE_ARGS)
 	$(PYTHON) -m runners.report multirun/alpagasus_filter/$(SCALE)
 
 ## table-sbcl: SBCL vs SupCon vs CE on long-tailed digits (offline): balanced and head/medium/tail accuracy,
@@ -101,6 +105,18 @@ table-diffusion: install
 	  'report.title="Diffusion features: best cell vs baselines by labels per class (0 = all)"' \
 	  'report.rows=[config.method.shots]' report.columns=config.method.features 'report.metrics=[test_acc]' $(ARGS)
 	$(PYTHON) -m runners.report multirun/diffusion_probe/$(SCALE)_baselines
+
+## table-chain: CHAIN Firth-λ schedules × query strategies (digits, offline, 5 seeds), then its table and plot.
+table-chain: install
+	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=chain_al scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
+	$(PYTHON) -m runners.report multirun/chain_al/$(SCALE)
+
+## table-scool: Local / FedAvg / D-PSGD / SCooL-SBM / SCooL-attention × 3 partitions (digits, offline, 3 seeds),
+## then its table, curves and graphs.png (learned cooperation graphs beside the true groups).
+table-scool: install
+	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=scool_devices scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
+	$(PYTHON) -m runners.report multirun/scool_devices/$(SCALE)
+	$(PYTHON) -m methods.scool.figure multirun/scool_devices/$(SCALE)
 
 clean:
 	rm -rf outputs multirun .install-stamp .install-stamp-dev

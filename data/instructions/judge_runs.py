@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from data.config import LLMClientConfig
+from data.instructions.records import load_records
 from data.instructions.selection import read_jsonl
+from data.instructions.template import question_text
 from data.llm.judge import Verdict, judge_pairs, save_verdicts, summarize
 from runners.results import RESULTS_FILE, merge_metrics, read_results
 
@@ -40,10 +42,23 @@ def em_agreement(verdicts: Sequence[Verdict], ours_hit: Sequence[bool], theirs_h
     return {"judge_em_decisive": float(len(decisive)), "judge_em_agreement": agreement}
 
 
+def questions(run_dir: Path, predictions: dict[str, dict]) -> dict[str, str]:
+    """Each item's question: from the predictions, or the run's saved held-out records (older runs)."""
+    if all("question" in row for row in predictions.values()):
+        return {i: row["question"] for i, row in predictions.items()}
+    return {r.id: question_text(r) for r in load_records(str(run_dir / "eval.jsonl"))}
+
+
 def judge_sweep(
-    sweep_dir: Path, client: Any, reference: str, arm_key: str = "method.arm", max_tokens: int = 32
+    sweep_dir: Path,
+    client: Any,
+    reference: str,
+    arm_key: str = "method.arm",
+    max_tokens: int = 32,
+    limit: int | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Judge every completed run against the reference-arm run with the same seed and method."""
+    """Judge every completed run against the reference-arm run with the same seed and method, on the
+    first ``limit`` held-out items (all when None)."""
     runs = []
     for path in sorted(Path(sweep_dir).rglob(RESULTS_FILE)):
         record = read_results(path)
@@ -57,10 +72,11 @@ def judge_sweep(
             continue
         ours = {row["id"]: row for row in read_jsonl(run_dir / "predictions.jsonl")}
         theirs = {row["id"]: row for row in read_jsonl(ref_dir / "predictions.jsonl")}
-        ids = [i for i in ours if i in theirs]
+        ids = [i for i in ours if i in theirs][:limit]
+        asked = questions(run_dir, ours)
         verdicts = judge_pairs(
             client,
-            [ours[i]["question"] for i in ids],
+            [asked[i] for i in ids],
             [ours[i]["answer"] for i in ids],
             [theirs[i]["answer"] for i in ids],
             max_tokens=max_tokens,
@@ -92,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY")
     parser.add_argument("--max-tokens", type=int, default=32, help="the scores are read from the first line")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--limit", type=int, default=None, help="judge the first N held-out items only")
     parser.add_argument("--cache", type=Path, default=None, help="response cache (default: shared cache)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -103,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         batch_size=args.batch_size,
     )
     client = make_client(cfg, args.cache or cache_dir() / "llm_responses.sqlite")
-    results = judge_sweep(args.sweep_dir, client, args.reference, args.arm_key, args.max_tokens)
+    results = judge_sweep(args.sweep_dir, client, args.reference, args.arm_key, args.max_tokens, args.limit)
     print(f"judged {len(results)} runs against arm {args.reference!r}; backend calls: {client.calls}")
 
 

@@ -1,0 +1,158 @@
+"""CHAIN's active-learning loop: initial random labels, then rounds of query → retrain from scratch → test.
+
+Each round's randomness comes from generators seeded by (seed, round), so a run resumed from the
+checkpoint of its last finished round (labelled set, meta-λ state, curves) continues exactly as an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric import Fabric
+
+from data.config import ImageDataConfig
+from data.features import extract
+from data.vision.datasets import load_image_splits
+from methods.chain.config import ChainConfig
+from methods.chain.learner import Fit, MetaLambda, embed, evaluate, fit, forward
+from methods.chain.schedule import fixed_lambda
+from methods.chain.strategies import select
+from runners.context import RunContext
+from runners.contract import LoopMethod
+
+log = logging.getLogger("reprolab")
+
+
+def aulc(n_labelled: list[float], accuracy: list[float]) -> float:
+    """Area under the learning curve (accuracy vs labels), trapezoidal, over the label range: in [0, 1]."""
+    if len(n_labelled) < 2:
+        return float(accuracy[0])
+    x, y = np.asarray(n_labelled, dtype=float), np.asarray(accuracy, dtype=float)
+    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
+
+
+class Chain(LoopMethod):
+    def __init__(self, **cfg: Any) -> None:
+        self.cfg = ChainConfig(**cfg)
+
+    def _round_gen(self, seed: int, rnd: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed * 100_003 + rnd)
+
+    def train_round(
+        self,
+        dims: list[int],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        xv: torch.Tensor,
+        yv: torch.Tensor,
+        gen: torch.Generator,
+        meta: MetaLambda | None,
+    ) -> tuple[Fit, float]:
+        """One fit with the configured λ schedule; returns the fit and the λ to report for the round."""
+        cfg = self.cfg
+        common = dict(
+            steps=cfg.train_steps,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            eval_every=cfg.eval_every,
+            patience=cfg.patience,
+        )
+        if cfg.schedule == "meta":
+            result = fit(dims, x, y, xv, yv, gen, meta=meta, **common)
+            return result, result.lam_last
+        if cfg.schedule == "grid":
+            # Per-round grid search on the validation split: the λ with the lowest validation CE.
+            state = gen.get_state()
+            fits = []
+            for lam in cfg.lam_grid:
+                gen.set_state(state)  # the same initialisation for every λ
+                fits.append((fit(dims, x, y, xv, yv, gen, lam_at=lambda _s, lam=lam: lam, **common), lam))
+            return min(fits, key=lambda f: f[0].val_ce)
+        lam_at = fixed_lambda(
+            cfg.schedule,
+            cfg.lam,
+            total_steps=cfg.train_steps,
+            n_labelled=len(y),
+            n_initial=cfg.n_initial,
+            lam0=cfg.chain_lam0,
+            power=cfg.chain_power,
+        )
+        return fit(dims, x, y, xv, yv, gen, lam_at=lam_at, **common), lam_at(0)
+
+    def run(self, ctx: RunContext, fabric: Fabric) -> dict[str, float]:
+        cfg, dev = self.cfg, fabric.device
+        train, test = load_image_splits(ctx.cfg.data or ImageDataConfig(), seed=ctx.seed)
+        feats, test_feats = (f.to(dev) for f in extract(cfg.features, train.images, test.images))
+        labels, test_labels = train.labels.to(dev), test.labels.to(dev)
+        k = train.num_classes
+        dims = [feats.shape[1], *(cfg.hidden_dims if cfg.model == "mlp" else []), k]
+
+        # Validation split and initial labels: random, from the run seed.
+        order = np.random.default_rng(ctx.seed).permutation(len(labels))
+        val_idx = order[: cfg.val_size]
+        labelled = order[cfg.val_size : cfg.val_size + cfg.n_initial].tolist()
+        xv, yv = feats[val_idx], labels[val_idx]
+        meta = MetaLambda(cfg.meta_init, cfg.meta_inner_lr, cfg.meta_lr) if cfg.schedule == "meta" else None
+        start, history = 0, {"n_labelled": [], "accuracy": []}
+
+        state = ctx.checkpoint.load()
+        if state is not None:
+            labelled, start, history = state["labelled"], state["round"] + 1, state["history"]
+            ctx.curves.update(state["curves"])
+            if meta is not None:
+                meta.load_state_dict(state["meta"])
+            log.info("resumed from %s after round %d", ctx.checkpoint.path, state["round"])
+
+        metrics: dict[str, float] = {}
+        in_use = np.zeros(len(labels), dtype=bool)
+        in_use[val_idx] = True
+        with ctx.progress(
+            cfg.rounds + 1, f"chain {cfg.strategy}/{cfg.schedule} seed {ctx.seed}", start
+        ) as bar:
+            for rnd in range(start, cfg.rounds + 1):
+                gen = self._round_gen(ctx.seed, rnd)
+                idx = torch.as_tensor(labelled, device=dev)
+                result, lam = self.train_round(dims, feats[idx], labels[idx], xv, yv, gen, meta)
+                metrics = evaluate(result.params, test_feats, test_labels, cfg.ece_bins)
+                history["n_labelled"].append(len(labelled))
+                history["accuracy"].append(metrics["accuracy"])
+                ctx.log(
+                    {**metrics, "n_labelled": len(labelled), "lambda": lam, "val_ce": result.val_ce},
+                    rnd,
+                    True,
+                )
+
+                if rnd < cfg.rounds:  # query the next batch from the pool
+                    used = in_use.copy()
+                    used[labelled] = True
+                    pool = np.flatnonzero(~used)
+                    with torch.no_grad():
+                        pool_x = feats[torch.as_tensor(pool, device=dev)]
+                        probs = torch.softmax(forward(result.params, pool_x), -1)
+                        pool_emb, lab_emb = embed(result.params, pool_x), embed(result.params, feats[idx])
+                    picked = select(
+                        cfg.strategy, cfg.query_size, probs, pool_emb, lab_emb, gen, ctx.seed + rnd
+                    )
+                    labelled = labelled + pool[picked].tolist()
+
+                every = ctx.cfg.checkpoint_every
+                if every > 0 and (rnd + 1) % every == 0 and rnd < cfg.rounds:
+                    ctx.checkpoint.save(
+                        {
+                            "labelled": labelled,
+                            "round": rnd,
+                            "history": history,
+                            "curves": ctx.curves,
+                            "meta": meta.state_dict() if meta is not None else None,
+                        }
+                    )
+                bar.update(info=f"acc {metrics['accuracy']:.3f}")
+        return {
+            **metrics,
+            "aulc": aulc(history["n_labelled"], history["accuracy"]),
+            "n_labelled": float(history["n_labelled"][-1]),
+        }

@@ -1,0 +1,62 @@
+"""SCooL runs: a run stopped after a round resumes from its checkpoint to the uninterrupted result; a
+run writes its metrics, curves and the cooperation-graph plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from lightning.fabric import Fabric
+
+from runners.context import RunContext
+
+SMOKE = ["method=scool", "scale=smoke", "data=digits", "logger=none", "method.partition=conflict"]
+
+
+class Stop(Exception):
+    pass
+
+
+class StoppingContext(RunContext):
+    """Dies (like a killed process) when the run logs its metrics of step `stop_at`."""
+
+    stop_at: int = -1
+
+    def log(self, metrics: dict[str, float], step: int, curve: bool = False) -> None:
+        if step == self.stop_at:
+            raise Stop
+        super().log(metrics, step, curve)
+
+
+def run_in_process(compose, overrides: list[str], out: Path, stop_at: int = -1) -> tuple[dict, RunContext]:
+    cfg = compose(overrides)
+    torch.manual_seed(cfg.seed)
+    ctx = StoppingContext(cfg=cfg, out_dir=out)
+    ctx.stop_at = stop_at
+    return instantiate(cfg.method, _convert_="all").run(ctx, Fabric(accelerator="cpu", devices=1)), ctx
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["scool_sbm", "scool_attention"])
+def test_stopped_run_resumes_to_the_same_result(compose, tmp_path: Path, algo: str) -> None:
+    args = [*SMOKE, f"method.algo={algo}"]
+    straight, _ = run_in_process(compose, args, tmp_path / "a")
+    with pytest.raises(Stop):
+        run_in_process(compose, args, tmp_path / "b", stop_at=4)  # after rounds 1-3 were checkpointed
+    assert (tmp_path / "b" / "checkpoint.pt").exists()
+    resumed, ctx = run_in_process(compose, args, tmp_path / "b")
+    assert resumed == straight
+    assert [s for s, _ in ctx.curves["accuracy"]] == [2, 4]
+    assert (tmp_path / "b" / "graph.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_fedavg_run_metrics(compose, tmp_path: Path) -> None:
+    metrics, ctx = run_in_process(compose, [*SMOKE, "method.algo=fedavg"], tmp_path)
+    assert 0 <= metrics["accuracy_min"] <= metrics["accuracy"] <= 100
+    # FedAvg mixes uniformly: the in-group share is the group's share of the other devices (4 of 9)
+    assert metrics["in_group_weight"] == pytest.approx(4 / 9, abs=1e-5)
+    assert [s for s, _ in ctx.curves["accuracy"]] == [2, 4]
+    assert (tmp_path / "graph.png").exists() and (tmp_path / "checkpoint.pt").exists()
