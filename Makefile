@@ -27,7 +27,7 @@ endef
 	touch $@ .install-stamp
 
 .PHONY: install install-dev run test test-fast lint format bench clean \
-	table-erc table-h2o table-ifd table-alpagasus table-sbcl table-diffusion table-chain table-scool
+	table-erc table-h2o table-ifd table-alpagasus table-sbcl table-diffusion table-chain table-scool table-mera table-instructzero
 
 install: .install-stamp
 install-dev: .install-stamp-dev
@@ -61,6 +61,8 @@ bench: install-dev
 	OMP_NUM_THREADS=1 $(PYTHON) bench/diffusion_features.py --threads 1
 	OMP_NUM_THREADS=1 $(PYTHON) bench/scool_round.py --threads 1
 	OMP_NUM_THREADS=1 $(PYTHON) bench/chain_query.py --threads 1
+	OMP_NUM_THREADS=1 $(PYTHON) bench/mera_cost.py --threads 1
+	OMP_NUM_THREADS=1 $(PYTHON) bench/instructzero_eval.py --threads 1
 
 ## table-erc: ERC vs SAC sweep (SCALE=small|paper, LAUNCHER=joblib|slurm|local), then its table and plot.
 ## A failed job does not stop the sweep; the report marks its cells missing.
@@ -117,6 +119,18 @@ table-scool: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=scool_devices scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
 	$(PYTHON) -m runners.report multirun/scool_devices/$(SCALE)
 	$(PYTHON) -m methods.scool.figure multirun/scool_devices/$(SCALE)
+
+## table-mera: MerA few-shot accuracy by method and K (generated text tasks on MiniLM-L6, offline).
+table-mera: install
+	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=mera_fewshot scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
+	$(PYTHON) -m runners.report multirun/mera_fewshot/$(SCALE)
+	$(PYTHON) -m methods.mera.table multirun/mera_fewshot/$(SCALE)
+
+## table-instructzero: InstructZero vs Matérn-only BO / random z / APE-style at equal black-box evaluations
+## (offline: SmolLM2-135M is both LLMs, generated tasks). Best instruction per run: <run dir>/best_instruction.txt
+table-instructzero: install
+	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=instructzero_tasks scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
+	$(PYTHON) -m runners.report multirun/instructzero_tasks/$(SCALE)
 
 clean:
 	rm -rf outputs multirun .install-stamp .install-stamp-dev

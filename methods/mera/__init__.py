@@ -1,0 +1,1 @@
+"""MerA — merging pretrained adapters for few-shot learning (arXiv 2308.15982)."""

@@ -1,0 +1,215 @@
+"""MerA (arXiv 2308.15982) as a pipeline: source adapters → merge → few-shot target tuning + test.
+
+``method.variant`` picks the table row; every row runs through the same stages:
+
+- ``sources``: the pretrained source adapters (stage 1, cached across runs; see sources.py).
+- ``merge`` (average / mera rows): align and average the selected adapters (merge.py) and save the
+  result in AdapterHub format into the run dir, loadable by ``adapters`` like any other adapter.
+- ``tune``: for every K in ``shots``, K examples per class of the held-out target, then the row's
+  initial model (merged adapter, fresh adapter, each single source adapter, AdapterFusion over the
+  sources, or the whole backbone) plus a fresh head is tuned with the same optimiser and steps and tested.
+  K is an inner loop so the source adapters and the process start are shared by the four K.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from data.sampling import few_shot_indices
+from data.text_tasks import TextTask, load_glue, make_task
+from methods.mera.config import MerAConfig, PublishedAdapter, TextEncoderConfig
+from methods.mera.merge import extract, merge, to_state
+from methods.mera.model import (
+    Classifier,
+    accuracy,
+    adapter_config,
+    bottleneck_activations,
+    load_encoder,
+    tokenize,
+    train,
+    trainable_parameters,
+)
+from methods.mera.sources import SourceAdapter, ensure_sources
+from runners.atomic import write_json_atomic
+from runners.context import RunContext
+from runners.contract import PipelineMethod, Stage
+
+log = logging.getLogger("reprolab")
+TARGET_DATA_SEED = 20_000  # the target's pool and test set are fixed; only the K-shot draw follows the seed
+
+
+class MerA(PipelineMethod):
+    def __init__(self, **cfg: Any) -> None:
+        published = [PublishedAdapter(**p) for p in cfg.pop("published", [])]
+        self.cfg = MerAConfig(**cfg, published=published)
+
+    # ------------------------------------------------------------------ helpers
+
+    def encoder_cfg(self, ctx: RunContext) -> TextEncoderConfig:
+        node = OmegaConf.to_object(ctx.cfg.model)
+        if not isinstance(node, TextEncoderConfig):
+            raise ValueError("method=mera needs a text encoder: model=minilm_l6 (offline) or a hub encoder")
+        return node
+
+    def target_data(self) -> tuple[TextTask, TextTask]:
+        """The target's labelled pool (K-shot draws come from it) and its test set."""
+        cfg = self.cfg
+        if cfg.task_source == "glue":
+            pool = load_glue(cfg.target, "train", limit=cfg.pool_per_class * 20)
+            return pool, load_glue(cfg.target, "validation", limit=cfg.test_size)
+        n_pool = 2 * cfg.pool_per_class
+        data = make_task(cfg.target, n_pool + cfg.test_size, seed=TARGET_DATA_SEED)
+        return data.subset(np.arange(n_pool)), data.subset(np.arange(n_pool, len(data)))
+
+    def target_track(self) -> str:
+        from data.text_tasks import GLUE_TRACKS, SPECS
+
+        return (
+            GLUE_TRACKS[self.cfg.target] if self.cfg.task_source == "glue" else SPECS[self.cfg.target].track
+        )
+
+    def sources(self, ctx: RunContext) -> list[SourceAdapter]:
+        rows = json.loads((ctx.out_dir / "sources.json").read_text())
+        return [SourceAdapter(**r) for r in rows]
+
+    def selected(self, ctx: RunContext) -> list[SourceAdapter]:
+        """All sources, or (same-track rows) only those tagged with the target's track."""
+        sources = self.sources(ctx)
+        if self.cfg.same_track:
+            sources = [s for s in sources if s.track == self.target_track()]
+            if not sources:
+                raise ValueError(
+                    f"no source adapter is tagged with the target's track {self.target_track()!r}"
+                )
+        return sources
+
+    # ------------------------------------------------------------------ stages
+
+    def stage_sources(self, ctx: RunContext) -> dict[str, Any]:
+        cfg = self.cfg
+        n = len(cfg.published) or len(cfg.sources)
+        with ctx.progress(n, "source adapters") as bar:
+            sources = ensure_sources(self.encoder_cfg(ctx), cfg, on_done=lambda task: bar.update(info=task))
+        write_json_atomic(ctx.out_dir / "sources.json", [s.__dict__ for s in sources])
+        accs = {f"source_acc/{s.name}": s.accuracy for s in sources if s.accuracy is not None}
+        return {"n_sources": len(sources), **accs}
+
+    def stage_merge(self, ctx: RunContext) -> dict[str, Any]:
+        cfg, enc_cfg = self.cfg, self.encoder_cfg(ctx)
+        chosen = self.selected(ctx)
+        encoder, tokenizer = load_encoder(enc_cfg)
+        for s in chosen:
+            encoder.load_adapter(s.location, load_as=s.name)
+        state = encoder.state_dict()
+        weights = [extract(state, s.name) for s in chosen]
+        activations = None
+        alignment = cfg.merge_alignment()
+        if alignment == "activation":
+            pool, _ = self.target_data()
+            rng = np.random.default_rng(ctx.seed)
+            idx = np.sort(rng.choice(len(pool), min(cfg.activation_inputs, len(pool)), replace=False))
+            enc = tokenize(tokenizer, pool.subset(idx), cfg.max_length)  # unlabelled target inputs
+            model = Classifier(encoder, 2, enc_cfg.pooling)
+            activations = []
+            for s in chosen:
+                encoder.set_active_adapters(s.name)
+                activations.append(bottleneck_activations(model, s.name, enc))
+        start = time.perf_counter()
+        merged, summary = merge(weights, alignment, activations, anchor=min(cfg.anchor, len(chosen) - 1))
+        seconds = time.perf_counter() - start
+        encoder.add_adapter("merged", config=adapter_config(cfg.reduction_factor))
+        missing = encoder.load_state_dict(to_state(merged, "merged"), strict=False)
+        assert not [k for k in missing.unexpected_keys], missing.unexpected_keys
+        meta = {"merged_from": [s.name for s in chosen], "alignment": alignment, "track": self.target_track()}
+        encoder.save_adapter(str(ctx.out_dir / "merged"), "merged", meta_dict=meta)
+        return {
+            **summary,
+            "merge_seconds": seconds,
+            "alignment": alignment,
+            "merged_from": meta["merged_from"],
+        }
+
+    def build(self, ctx: RunContext, init: str, num_classes: int, seed: int) -> tuple[Classifier, list]:
+        """A fresh-head classifier whose trainable parameters follow ``init``."""
+        cfg, enc_cfg = self.cfg, self.encoder_cfg(ctx)
+        encoder, _ = load_encoder(enc_cfg)
+        torch.manual_seed(seed)  # the same fresh adapter / head init for every row at this seed and K
+        if init == "full_ft":
+            pass
+        elif init == "scratch":
+            encoder.add_adapter("target", config=adapter_config(cfg.reduction_factor))
+            encoder.train_adapter("target")
+        elif init == "fusion":
+            from adapters import Fuse
+
+            names = [s.name for s in self.selected(ctx)]
+            for s in self.selected(ctx):
+                encoder.load_adapter(s.location, load_as=s.name)
+            encoder.add_adapter_fusion(Fuse(*names))
+            encoder.train_adapter_fusion(Fuse(*names))  # adapters frozen; Q/K/V fusion layers train
+        else:  # a saved adapter: the merged one, or one source
+            location = str(ctx.out_dir / "merged") if init == "merged" else init
+            encoder.load_adapter(location, load_as="target")
+            encoder.train_adapter("target")
+        model = Classifier(encoder, num_classes, enc_cfg.pooling)
+        return model, [p for p in model.parameters() if p.requires_grad]
+
+    def stage_tune(self, ctx: RunContext) -> dict[str, Any]:
+        cfg = self.cfg
+        pool, test = self.target_data()
+        _, tokenizer = load_encoder(self.encoder_cfg(ctx))
+        test_enc = tokenize(tokenizer, test, cfg.max_length)
+        arm = cfg.arm
+        if arm == "single":
+            inits = {s.name: s.location for s in self.selected(ctx)}
+        else:
+            inits = {arm: {"average": "merged", "mera": "merged"}.get(arm, arm)}
+        lr = cfg.full_ft_lr if arm == "full_ft" else cfg.tune_lr
+        summary: dict[str, Any] = {}
+        rows = []
+        with ctx.progress(len(cfg.shots) * len(inits), f"tune {cfg.variant}") as bar:
+            for k in cfg.shots:
+                idx = few_shot_indices(pool.labels, k, seed=ctx.seed * 1000 + k)
+                shots = pool.subset(idx)
+                enc = tokenize(tokenizer, shots, cfg.max_length)
+                accs = {}
+                for label, init in inits.items():
+                    model, params = self.build(ctx, init, pool.num_classes, seed=ctx.seed * 1000 + k)
+                    loss = train(
+                        model, params, enc, shots.labels, cfg.tune_steps, cfg.tune_batch, lr, ctx.seed
+                    )
+                    accs[label] = accuracy(model, test_enc, test.labels, cfg.eval_batch)
+                    rows.append({"k": k, "init": label, "accuracy": accs[label], "train_loss": loss})
+                    summary["trainable_params"] = trainable_parameters(model)
+                    bar.update(info=f"K={k} {label}: {accs[label]:.1f}")
+                best = max(accs, key=accs.get)
+                summary[f"acc_k{k}"] = accs[best]
+                if arm == "single":
+                    summary[f"best_single_k{k}"] = best
+                    summary.update({f"acc_k{k}/{name}": a for name, a in accs.items()})
+                ctx.log({"accuracy": accs[best]}, step=k, curve=True)
+        write_json_atomic(ctx.out_dir / "tune.json", rows)
+        return summary
+
+    def stages(self, ctx: RunContext) -> list[Stage]:
+        names = ["sources", *(["merge"] if self.cfg.arm in ("average", "mera") else []), "tune"]
+        return [Stage(name, getattr(self, f"stage_{name}")) for name in names]
+
+    def final_metrics(self, summaries: dict[str, dict[str, Any]]) -> dict[str, float]:
+        metrics = {}
+        for summary in summaries.values():
+            metrics.update(
+                {
+                    k: float(v)
+                    for k, v in summary.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                }
+            )
+        return metrics

@@ -1,0 +1,180 @@
+"""MerA's table as the issue asks for it: rows = methods, columns = K, plus accuracy vs K and the gains.
+
+`python -m methods.mera.table <sweep dir>` reads the sweep's results.json files (K is an inner loop of
+each run, so every run holds acc_k2 ... acc_k16) and writes table_by_k.md and accuracy_vs_k.png beside
+the generic report of `python -m runners.report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ORDER = (
+    "scratch",
+    "full_ft",
+    "single",
+    "fusion",
+    "average",
+    "mera",
+    "single_same_track",
+    "average_same_track",
+    "mera_same_track",
+)
+LABELS = {
+    "scratch": "adapter from scratch",
+    "full_ft": "full fine-tuning",
+    "single": "best single adapter",
+    "single_same_track": "best same-track single (from the single runs)",
+    "fusion": "AdapterFusion",
+    "average": "average (no alignment)",
+    "mera": "MerA-OT",
+    "average_same_track": "same-track average",
+    "mera_same_track": "same-track MerA-OT",
+}
+
+
+def target_track(method: dict[str, Any]) -> str:
+    from data.text_tasks import GLUE_TRACKS, SPECS
+
+    return GLUE_TRACKS[method["target"]] if method["task_source"] == "glue" else SPECS[method["target"]].track
+
+
+def same_track_single(metrics: dict[str, float], tracks: dict[str, str], track: str) -> dict[str, float]:
+    """From a `single` run: per K the best of the source adapters tagged with the target's track."""
+    out = {}
+    for key, value in metrics.items():
+        m = re.fullmatch(r"acc_k(\d+)/(.+)", key)
+        if m and tracks.get(m.group(2)) == track:
+            k = f"acc_k{m.group(1)}"
+            out[k] = max(out.get(k, -1.0), value)
+    return out
+
+
+def load(sweep: Path) -> tuple[dict[str, list[dict[str, float]]], dict[str, Any]]:
+    by_variant: dict[str, list[dict[str, float]]] = {}
+    report: dict[str, Any] = {}
+    for path in sorted(sweep.rglob("results.json")):
+        record = json.loads(path.read_text())
+        if record.get("status") != "completed":
+            continue
+        cfg = record.get("config") or {}
+        report = report or (cfg.get("report") or {})
+        variant = cfg["method"]["variant"]
+        by_variant.setdefault(variant, []).append(record["metrics"])
+        sources = path.parent / "sources.json"
+        if variant == "single" and sources.is_file():
+            tracks = {s["name"]: s["track"] for s in json.loads(sources.read_text())}
+            derived = same_track_single(record["metrics"], tracks, target_track(cfg["method"]))
+            by_variant.setdefault("single_same_track", []).append(derived)
+    return by_variant, report
+
+
+def shots_of(runs: dict[str, list[dict[str, float]]]) -> list[int]:
+    found = {
+        int(m.group(1))
+        for rs in runs.values()
+        for r in rs
+        for k in r
+        if (m := re.fullmatch(r"acc_k(\d+)", k))
+    }
+    return sorted(found)
+
+
+def stats(runs: list[dict[str, float]], k: int) -> tuple[float, float, int]:
+    vals = np.array([r[f"acc_k{k}"] for r in runs if f"acc_k{k}" in r], dtype=float)
+    if not len(vals):
+        return float("nan"), float("nan"), 0
+    return float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, len(vals)
+
+
+def make_table(sweep: Path) -> str:
+    runs, report = load(sweep)
+    if not runs:
+        raise FileNotFoundError(f"no completed results.json under {sweep}")
+    ks = shots_of(runs)
+    variants = [v for v in ORDER if v in runs] + [v for v in runs if v not in ORDER]
+    means = {v: {k: stats(runs[v], k) for k in ks} for v in variants}
+    best = {k: max(means[v][k][0] for v in variants) for k in ks}
+    lines = [
+        f"# {report.get('title', 'MerA few-shot accuracy')}",
+        "",
+        f"Test accuracy (%) on the held-out target, mean ± std over seeds (n), sweep `{sweep}`.",
+        "",
+        "| method | " + " | ".join(f"K={k}" for k in ks) + " |",
+        "|---|" + "---:|" * len(ks),
+    ]
+    for v in variants:
+        cells = []
+        for k in ks:
+            m, s, n = means[v][k]
+            text = f"{m:.1f} ± {s:.1f} ({n})" if n else "missing"
+            cells.append(f"**{text}**" if n and m == best[k] else text)
+        lines.append(f"| {LABELS.get(v, v)} | " + " | ".join(cells) + " |")
+    base = [v for v in ("full_ft", "scratch") if v in means]
+    if "mera_same_track" in means and base:
+        gains = [means["mera_same_track"][k][0] - max(means[b][k][0] for b in base) for k in ks]
+        paper = report.get("paper_gains") or {}
+        lines += [
+            "",
+            "Same-track MerA-OT minus the better of full fine-tuning and adapter-from-scratch (points): "
+            + ", ".join(f"K={k}: {g:+.1f}" for k, g in zip(ks, gains, strict=True))
+            + (
+                ". Paper (few-shot GLUE, BERT/RoBERTa): "
+                + ", ".join(f"{t} {g:+.1f}" for t, g in paper.items())
+                if paper
+                else ""
+            )
+            + ".",
+        ]
+    if plot(sweep / "accuracy_vs_k.png", means, variants, ks):
+        lines += ["", "![accuracy vs K](accuracy_vs_k.png)"]
+    text = "\n".join(lines) + "\n"
+    (sweep / "table_by_k.md").write_text(text)
+    return text
+
+
+def plot(path: Path, means: dict, variants: list[str], ks: list[int]) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, v in enumerate(variants):
+        m = np.array([means[v][k][0] for k in ks])
+        s = np.nan_to_num(np.array([means[v][k][1] for k in ks]))
+        style = "-" if "mera" in v else "--"
+        ax.plot(ks, m, style, marker="o", color=f"C{i}", label=LABELS.get(v, v))
+        ax.fill_between(ks, m - s, m + s, color=f"C{i}", alpha=0.1, linewidth=0)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("K (shots per class)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m methods.mera.table", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        print(make_table(args.sweep), end="")
+    except FileNotFoundError as ex:
+        print(f"table: {ex}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
