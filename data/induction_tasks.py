@@ -219,15 +219,22 @@ def generate_task(name: str, n_pool: int, n_dev: int, n_test: int, split_seed: i
             examples.append(Example(x, (y,)))
         if len(examples) == need:
             break
-    if len(examples) < need:  # small input spaces (the noun list): fall back to repeats in the demo pool
-        examples += [examples[i % len(examples)] for i in range(need - len(examples))]
-    demos, rest = examples[:n_pool], examples[n_pool:]
+    # Dev and test come first and unique; the demo pool takes the rest, repeating its own examples
+    # when the input space is small (the noun list), so no dev or test input is ever a demo.
+    if len(examples) <= n_dev + n_test:
+        raise ValueError(
+            f"task {name!r} has only {len(examples)} distinct inputs: fewer than dev + test + 1 "
+            f"({n_dev} + {n_test} + 1); lower method.n_dev / method.n_test"
+        )
+    dev, test = examples[:n_dev], examples[n_dev : n_dev + n_test]
+    pool = examples[n_dev + n_test :]
+    demos = [pool[i % len(pool)] for i in range(n_pool)]
     return InductionTask(
         name=name,
         metric=TASK_TO_METRIC.get(name, "em"),
         demos=tuple(demos),
-        dev=tuple(rest[:n_dev]),
-        test=tuple(rest[n_dev : n_dev + n_test]),
+        dev=tuple(dev),
+        test=tuple(test),
         source="generated",
     )
 

@@ -38,6 +38,20 @@ def _configure_threads(num_threads: int) -> None:
         torch.set_num_threads(num_threads)
 
 
+def _forget_progress(out_dir: Path) -> None:
+    """rerun=true starts over: the resumable state of the finished run (its checkpoints, the pipeline's
+    finished stages) would otherwise just replay the old result."""
+    import shutil
+
+    for name in ("checkpoint.pt", "last.ckpt", "checkpoints", "stages"):
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    log.info("rerun=true: starting %s over", out_dir)
+
+
 def execute(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float] | None:
     """Run ``cfg`` and return its final metrics (None when the run was already completed)."""
     from lightning.fabric.utilities.seed import seed_everything
@@ -46,9 +60,11 @@ def execute(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float] | 
     hydra_dir, overrides = _output_dir_and_overrides()
     out_dir = Path(out_dir or hydra_dir)
     sink = ResultsSink(out_dir, cfg, overrides)
-    if sink.completed() and not cfg.rerun:
-        log.info("already completed: %s (rerun=true to run it again)", sink.path)
-        return None
+    if sink.completed():
+        if not cfg.rerun:
+            log.info("already completed: %s (rerun=true to run it again)", sink.path)
+            return None
+        _forget_progress(out_dir)
 
     _configure_threads(cfg.hardware.num_threads)
     seed_everything(cfg.seed, workers=True, verbose=False)

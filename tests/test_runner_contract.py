@@ -107,3 +107,18 @@ def test_pipeline_rerun_skips_finished_stages(tmp_path: Path, compose) -> None:
     assert run_pipeline(again, ctx) == {"value": 3.0}
     assert again.calls == ["evaluate"]  # score and select were done in the first attempt
     assert OmegaConf.load(tmp_path / "stages" / "select.json") == {"value": 2.0}
+
+
+def test_rerun_forgets_the_finished_runs_resumable_state(tmp_path: Path, compose) -> None:
+    """rerun=true must recompute: a completed run's stages and checkpoints would replay the old result."""
+    from runners.execute import _forget_progress
+
+    ctx = make_ctx(tmp_path, compose)
+    run_pipeline(CountingPipeline(), ctx)
+    (tmp_path / "checkpoint.pt").write_bytes(b"state")
+    (tmp_path / "checkpoints").mkdir()
+    _forget_progress(tmp_path)
+    assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "checkpoints").exists()
+    again = CountingPipeline()
+    run_pipeline(again, ctx)
+    assert again.calls == ["score", "select", "evaluate"]

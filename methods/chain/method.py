@@ -90,6 +90,12 @@ class Chain(LoopMethod):
         labels, test_labels = train.labels.to(dev), test.labels.to(dev)
         k = train.num_classes
         dims = [feats.shape[1], *(cfg.hidden_dims if cfg.model == "mlp" else []), k]
+        needed = cfg.val_size + cfg.n_initial + cfg.rounds * cfg.query_size
+        if needed > len(labels):
+            raise ValueError(
+                f"method.val_size + n_initial + rounds × query_size = {needed} labels, but the training "
+                f"set has {len(labels)}: lower them or use a larger dataset (data=mnist5k, cifar10)"
+            )
 
         # Validation split and initial labels: random, from the run seed.
         order = np.random.default_rng(ctx.seed).permutation(len(labels))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ class FeatureCache:
             raise ValueError(f"method.block={block!r} is not a block of this U-Net: {', '.join(feats)}")
         for name, f in feats.items():
             target = self.path(checkpoint, name, t, pooling, noise_seed, images_id)
-            tmp = target.with_suffix(".tmp")
+            tmp = target.with_suffix(f".{os.getpid()}.tmp")  # parallel sweep jobs may write the same file
             torch.save(f.contiguous(), tmp)
-            tmp.rename(target)
+            os.replace(tmp, target)
         return feats[block]

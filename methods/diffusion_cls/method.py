@@ -103,6 +103,8 @@ class DiffusionCls(FitMethod):
         data_id = (
             f"{data_cfg.name}-r{data_cfg.imbalance_ratio}-f{data_cfg.test_fraction}-s{data_cfg.split_seed}"
         )
+        if data_cfg.imbalance_ratio > 1:  # the long-tailed cut depends on the run seed
+            data_id += f"-seed{ctx.seed}"
         if cfg.features in ("unet", "random_unet"):
             f_train, f_test = self.unet_features(ctx, train, test, data_id)
         else:

@@ -70,6 +70,9 @@ class Classifier(nn.Module):
         self.encoder = encoder
         self.pooling = pooling
         self.head = nn.Linear(encoder.config.hidden_size, num_classes)
+        # AdapterFusion (Pfeiffer et al. 2021) adds a regulariser that keeps its value matrix near the
+        # identity; set by the fusion baseline, added to the loss in `train`.
+        self.fusion_regularization = False
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: torch.Tensor) -> Any:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
@@ -134,6 +137,8 @@ def train(
         idx = order[pos : pos + min(batch_size, n)]
         pos += len(idx)
         loss = nn.functional.cross_entropy(model(**_rows(enc, idx)), y[idx])
+        if model.fusion_regularization:
+            loss = loss + model.encoder.get_fusion_regularization_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

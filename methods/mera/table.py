@@ -20,18 +20,22 @@ ORDER = (
     "scratch",
     "full_ft",
     "single",
+    "single_oracle",
     "fusion",
     "average",
     "mera",
     "single_same_track",
+    "single_same_track_oracle",
     "average_same_track",
     "mera_same_track",
 )
 LABELS = {
     "scratch": "adapter from scratch",
     "full_ft": "full fine-tuning",
-    "single": "best single adapter",
-    "single_same_track": "best same-track single (from the single runs)",
+    "single": "single adapter (mean over sources)",
+    "single_oracle": "best single adapter (oracle: picked by test accuracy)",
+    "single_same_track": "same-track single adapter (mean)",
+    "single_same_track_oracle": "best same-track single (oracle: picked by test accuracy)",
     "fusion": "AdapterFusion",
     "average": "average (no alignment)",
     "mera": "MerA-OT",
@@ -46,15 +50,29 @@ def target_track(method: dict[str, Any]) -> str:
     return GLUE_TRACKS[method["target"]] if method["task_source"] == "glue" else SPECS[method["target"]].track
 
 
-def same_track_single(metrics: dict[str, float], tracks: dict[str, str], track: str) -> dict[str, float]:
-    """From a `single` run: per K the best of the source adapters tagged with the target's track."""
-    out = {}
+def single_rows(metrics: dict[str, float], tracks: dict[str, str], track: str) -> dict[str, dict[str, float]]:
+    """From a `single` run's per-source accuracies: per K the mean and the test-selected maximum over
+    every source, and over the sources tagged with the target's track."""
+    per_k: dict[str, dict[str, list[float]]] = {}
     for key, value in metrics.items():
         m = re.fullmatch(r"acc_k(\d+)/(.+)", key)
-        if m and tracks.get(m.group(2)) == track:
-            k = f"acc_k{m.group(1)}"
-            out[k] = max(out.get(k, -1.0), value)
-    return out
+        if m:
+            groups = per_k.setdefault(f"acc_k{m.group(1)}", {"all": [], "same": []})
+            groups["all"].append(value)
+            if tracks.get(m.group(2)) == track:
+                groups["same"].append(value)
+    rows: dict[str, dict[str, float]] = {
+        "single": {},
+        "single_oracle": {},
+        "single_same_track": {},
+        "single_same_track_oracle": {},
+    }
+    for k, groups in per_k.items():
+        rows["single"][k], rows["single_oracle"][k] = float(np.mean(groups["all"])), max(groups["all"])
+        if groups["same"]:
+            rows["single_same_track"][k] = float(np.mean(groups["same"]))
+            rows["single_same_track_oracle"][k] = max(groups["same"])
+    return rows
 
 
 def load(sweep: Path) -> tuple[dict[str, list[dict[str, float]]], dict[str, Any]]:
@@ -67,12 +85,13 @@ def load(sweep: Path) -> tuple[dict[str, list[dict[str, float]]], dict[str, Any]
         cfg = record.get("config") or {}
         report = report or (cfg.get("report") or {})
         variant = cfg["method"]["variant"]
-        by_variant.setdefault(variant, []).append(record["metrics"])
         sources = path.parent / "sources.json"
         if variant == "single" and sources.is_file():
             tracks = {s["name"]: s["track"] for s in json.loads(sources.read_text())}
-            derived = same_track_single(record["metrics"], tracks, target_track(cfg["method"]))
-            by_variant.setdefault("single_same_track", []).append(derived)
+            for name, row in single_rows(record["metrics"], tracks, target_track(cfg["method"])).items():
+                by_variant.setdefault(name, []).append(row)
+        else:
+            by_variant.setdefault(variant, []).append(record["metrics"])
     return by_variant, report
 
 

@@ -46,7 +46,8 @@ class SCooLConfig:
     sbm_b_in: float = 0.8
     sbm_b_out: float = 0.2
     sbm_alpha: float = 1.0
-    sbm_scale: float = 2.0
+    # The scale of −L in the E-step: the spec's 2 for non-IID and 1 for non-IID-SBM (None: by partition).
+    sbm_scale: float | None = None
     sbm_iters: int = 10
     # Keep φ between rounds (variational EM). The official code re-fits from a random φ every round with
     # 2 iterations: sbm_warm_start=false, sbm_iters=2.
@@ -60,6 +61,11 @@ class SCooLConfig:
     sparsify_round: int = 10
     sparsify_keep: float = 0.2
     eval_every: int = 5
+
+    def sbm_scale_for(self) -> float:
+        if self.sbm_scale is not None:
+            return self.sbm_scale
+        return 1.0 if self.partition == "noniid_sbm" else 2.0
 
     def __post_init__(self) -> None:
         for key, valid in (("algo", ALGOS), ("partition", PARTITIONS), ("model", MODELS)):

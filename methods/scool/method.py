@@ -126,8 +126,10 @@ class SCooL(LoopMethod):
                     cross = devs.cross_loss(local_x[rows, pick], local_y[rows, pick])
                     if cfg.algo == "scool_sbm":
                         if not cfg.sbm_warm_start:  # the official code: a fresh random φ every round
-                            phi = random_memberships(n, k_blocks, gen0).to(device)
-                        edges, phi = sbm_estep(-cross, phi, b, cfg.sbm_alpha, cfg.sbm_scale, cfg.sbm_iters)
+                            phi = random_memberships(n, k_blocks, gen).to(device)
+                        edges, phi = sbm_estep(
+                            -cross, phi, b, cfg.sbm_alpha, cfg.sbm_scale_for(), cfg.sbm_iters
+                        )
                         w = sbm_mixing(edges)
                         extra["edge_mean"] = float(edges.sum() / (n * (n - 1)))
                     else:
