@@ -68,38 +68,38 @@ bench: install-dev
 ## A failed job does not stop the sweep; the report marks its cells missing.
 table-erc: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=erc_dmc scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
-	$(PYTHON) -m runners.report multirun/erc_dmc/$(SCALE)
+	$(PYTHON) -m runners.report multirun/erc_dmc/$(SCALE) --experiment conf/experiment/erc_dmc.yaml
 
 ## table-h2o: perplexity vs KV budget for full / h2o / local / streaming / random on SmolLM2 (offline).
 table-h2o: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=h2o_budget scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
-	$(PYTHON) -m runners.report multirun/h2o_budget/$(SCALE)
+	$(PYTHON) -m runners.report multirun/h2o_budget/$(SCALE) --experiment conf/experiment/h2o_budget.yaml
 
 ## table-ifd: exact match of tuning on top-k% by IFD / random / bottom / full (generated data, offline).
 table-ifd: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=ifd_selection scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
 	-OMP_NUM_THREADS=1 $(PYTHON) -m data.instructions.judge_runs multirun/ifd_selection/$(SCALE) --reference full $(JUDGE_ARGS)
-	$(PYTHON) -m runners.report multirun/ifd_selection/$(SCALE)
+	$(PYTHON) -m runners.report multirun/ifd_selection/$(SCALE) --experiment conf/experiment/ifd_selection.yaml
 
 ## table-alpagasus: exact match and the both-order judge for grader-filtered / random same size / full
 ## (and a noisy-oracle grader as a diagnostic); SmolLM2 grades offline, its precision/recall/AUROC reported.
 table-alpagasus: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=alpagasus_filter scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
 	-OMP_NUM_THREADS=1 $(PYTHON) -m data.instructions.judge_runs multirun/alpagasus_filter/$(SCALE) --reference full $(JUDGE_ARGS)
-	$(PYTHON) -m runners.report multirun/alpagasus_filter/$(SCALE)
+	$(PYTHON) -m runners.report multirun/alpagasus_filter/$(SCALE) --experiment conf/experiment/alpagasus_filter.yaml
 
 ## table-sbcl: SBCL vs SupCon vs CE on long-tailed digits (offline): balanced and head/medium/tail accuracy,
 ## imbalance 10 and 20, 3 seeds; the paper's CIFAR-100-LT number beside ours.
 table-sbcl: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=sbcl_lt scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
-	$(PYTHON) -m runners.report multirun/sbcl_lt/$(SCALE)
+	$(PYTHON) -m runners.report multirun/sbcl_lt/$(SCALE) --experiment conf/experiment/sbcl_lt.yaml
 
 ## table-diffusion: DDPM features by U-Net block x timestep (heat-map; best cell by validation accuracy), then
 ## that cell against raw pixels / random U-Net / a supervised CNN at 5, 20 and all (0) labels per class.
 table-diffusion: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=diffusion_probe scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
 	$(PYTHON) -m methods.diffusion_cls.heatmap multirun/diffusion_probe/$(SCALE)
-	$(PYTHON) -m runners.report multirun/diffusion_probe/$(SCALE)
+	$(PYTHON) -m runners.report multirun/diffusion_probe/$(SCALE) --experiment conf/experiment/diffusion_probe.yaml
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=diffusion_probe scale=$(SCALE) launcher=$(LAUNCHER) \
 	  $$($(PYTHON) -m methods.diffusion_cls.heatmap --best multirun/diffusion_probe/$(SCALE)) \
 	  method.features=raw,random_unet,unet,cnn method.shots=5,20,0 seed=0,1,2 method.val_fraction=0 \
@@ -111,26 +111,26 @@ table-diffusion: install
 ## table-chain: CHAIN Firth-λ schedules × query strategies (digits, offline, 5 seeds), then its table and plot.
 table-chain: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=chain_al scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
-	$(PYTHON) -m runners.report multirun/chain_al/$(SCALE)
+	$(PYTHON) -m runners.report multirun/chain_al/$(SCALE) --experiment conf/experiment/chain_al.yaml
 
 ## table-scool: Local / FedAvg / D-PSGD / SCooL-SBM / SCooL-attention × 3 partitions (digits, offline, 3 seeds),
 ## then its table, curves and graphs.png (learned cooperation graphs beside the true groups).
 table-scool: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=scool_devices scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
-	$(PYTHON) -m runners.report multirun/scool_devices/$(SCALE)
+	$(PYTHON) -m runners.report multirun/scool_devices/$(SCALE) --experiment conf/experiment/scool_devices.yaml
 	$(PYTHON) -m methods.scool.figure multirun/scool_devices/$(SCALE)
 
 ## table-mera: MerA few-shot accuracy by method and K (generated text tasks on MiniLM-L6, offline).
 table-mera: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=mera_fewshot scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
-	$(PYTHON) -m runners.report multirun/mera_fewshot/$(SCALE)
+	$(PYTHON) -m runners.report multirun/mera_fewshot/$(SCALE) --experiment conf/experiment/mera_fewshot.yaml
 	$(PYTHON) -m methods.mera.table multirun/mera_fewshot/$(SCALE)
 
 ## table-instructzero: InstructZero vs Matérn-only BO / random z / APE-style at equal black-box evaluations
 ## (offline: SmolLM2-135M is both LLMs, generated tasks). Best instruction per run: <run dir>/best_instruction.txt
 table-instructzero: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=instructzero_tasks scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
-	$(PYTHON) -m runners.report multirun/instructzero_tasks/$(SCALE)
+	$(PYTHON) -m runners.report multirun/instructzero_tasks/$(SCALE) --experiment conf/experiment/instructzero_tasks.yaml
 
 clean:
 	rm -rf outputs multirun .install-stamp .install-stamp-dev

@@ -166,11 +166,17 @@ def infer_spec(title: str, swept_keys: list[str], records: list[dict[str, Any]])
 
 
 def report_spec(
-    records: list[dict[str, Any]], multirun: dict[str, Any] | None, swept_keys: list[str], title: str
+    records: list[dict[str, Any]],
+    multirun: dict[str, Any] | None,
+    swept_keys: list[str],
+    title: str,
+    given: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The first record's `report` node (else multirun.yaml's); what it leaves out is inferred."""
-    given = next((r["config"]["report"] for r in records if (r.get("config") or {}).get("report")), None)
-    given = given or (multirun or {}).get("report") or {}
+    """``given`` (an experiment file's `report` node), else the first record's, else multirun.yaml's;
+    what it leaves out is inferred."""
+    if given is None:
+        stored = (r["config"]["report"] for r in records if (r.get("config") or {}).get("report"))
+        given = next(stored, None) or (multirun or {}).get("report") or {}
     spec = infer_spec(title, swept_keys, records) | {k: v for k, v in given.items() if v is not None}
     if isinstance(spec["rows"], str):
         spec["rows"] = [spec["rows"]]
@@ -466,13 +472,23 @@ def group_jobs(
     return rows, cols, by_cell
 
 
-def make_report(sweep: Path, out: Path | None = None) -> str:
-    """Write table.md, table.csv and curves.png for ``sweep`` into ``out`` (default: the sweep dir)."""
+def make_report(sweep: Path, out: Path | None = None, experiment: Path | None = None) -> str:
+    """Write table.md, table.csv and curves.png for ``sweep`` into ``out`` (default: the sweep dir).
+
+    ``experiment``: take the `report` spec from this experiment file instead of the one the runs
+    stored, so a table's presentation can change without re-running its sweep."""
     records = load_records(sweep) if sweep.is_dir() else []
     if not records and not (sweep / "multirun.yaml").is_file():
         raise NoResultsError(f"no {RESULTS_FILE} and no multirun.yaml under {sweep}")
     jobs, swept_keys, multirun = find_jobs(sweep, records)
-    spec = report_spec(records, multirun, swept_keys, title=f"Sweep {sweep.resolve().name}")
+    given = None
+    if experiment is not None:
+        from omegaconf import OmegaConf
+
+        given = OmegaConf.to_container(OmegaConf.load(experiment)).get("report")
+        if given is None:
+            raise NoResultsError(f"{experiment} has no `report:` node")
+    spec = report_spec(records, multirun, swept_keys, f"Sweep {sweep.resolve().name}", given)
     rows, cols, jobs_by_cell = group_jobs(jobs, spec, records)
     cells = {}
     for metric in spec["metrics"]:
@@ -518,9 +534,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="where to write the files (default: the sweep dir)"
     )
+    parser.add_argument(
+        "--experiment",
+        type=Path,
+        default=None,
+        help="take the report spec from this experiment file (default: the one stored with the runs)",
+    )
     args = parser.parse_args(argv)
     try:
-        text = make_report(args.sweep, args.out)
+        text = make_report(args.sweep, args.out, args.experiment)
     except NoResultsError as ex:
         print(f"report: {ex}", file=sys.stderr)
         return 2

@@ -95,11 +95,17 @@ class ResultsSink:
         write_json_atomic(self.path, self.record)
 
 
-def merge_metrics(run_dir: Path, metrics: dict[str, float]) -> None:
-    """Add metrics computed after the run (a post-hoc judge) to its record, atomically."""
+def merge_metrics(run_dir: Path, metrics: dict[str, float], replace_prefix: str | None = None) -> None:
+    """Add metrics computed after the run (a post-hoc judge) to its record, atomically; earlier metrics
+    starting with ``replace_prefix`` (an earlier judging) are dropped first."""
     path = Path(run_dir) / RESULTS_FILE
     record = read_results(path)
     if record is None:
         raise FileNotFoundError(f"{path}: no readable results record to add metrics to")
-    record["metrics"] = {**record.get("metrics", {}), **{k: float(v) for k, v in metrics.items()}}
+    kept = {
+        k: v
+        for k, v in record.get("metrics", {}).items()
+        if not (replace_prefix and k.startswith(replace_prefix))
+    }
+    record["metrics"] = {**kept, **{k: float(v) for k, v in metrics.items()}}
     write_json_atomic(path, record)

@@ -38,8 +38,10 @@ def em_agreement(verdicts: Sequence[Verdict], ours_hit: Sequence[bool], theirs_h
     (a tie counts as a miss): how far the judge can be trusted where the truth is known."""
     decisive = [(v.verdict, a) for v, a, b in zip(verdicts, ours_hit, theirs_hit, strict=True) if a != b]
     right = sum(verdict == ("win" if ours else "lose") for verdict, ours in decisive)
-    agreement = right / len(decisive) if decisive else float("nan")
-    return {"judge_em_decisive": float(len(decisive)), "judge_em_agreement": agreement}
+    out = {"judge_em_decisive": float(len(decisive))}
+    if decisive:  # no decisive item: no agreement to report (not a NaN in the table)
+        out["judge_em_agreement"] = right / len(decisive)
+    return out
 
 
 def questions(run_dir: Path, predictions: dict[str, dict]) -> dict[str, str]:
@@ -86,7 +88,7 @@ def judge_sweep(
             **summarize(verdicts),
             **em_agreement(verdicts, [ours[i]["hit"] for i in ids], [theirs[i]["hit"] for i in ids]),
         }
-        merge_metrics(run_dir, metrics)
+        merge_metrics(run_dir, metrics, replace_prefix="judge_")
         out[str(run_dir)] = metrics
         log.info("%s vs %s: %s", run_dir.name, reference, {k: round(v, 3) for k, v in metrics.items()})
     return out
