@@ -33,7 +33,7 @@ from methods.ifd.scoring import answer_losses, encode_pairs, template_prefixes
 SMOLLM2 = offline_model("smollm2_135m")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def per_sample(model: torch.nn.Module, pairs: list, pad: int) -> list[float]:
     """The official loop: one full forward (logits at every position) per sequence, in the data's order,
     loss over the answer part."""
@@ -48,7 +48,7 @@ def per_sample(model: torch.nn.Module, pairs: list, pad: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

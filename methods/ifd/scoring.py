@@ -95,7 +95,7 @@ def _group_by_prefix(
     return groups
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def answer_losses(
     model: Any,
     pairs: Sequence[tuple[list[int], list[int]]],
