@@ -71,3 +71,23 @@ def test_standardise_and_propose_stay_in_the_box() -> None:
                       jitter=1e-4, seed=0)  # fmt: skip
         assert new.shape == (3, 4)
         assert float(new.abs().max()) <= 1.0
+
+
+def test_proposal_climbs_toward_the_optimum_of_a_smooth_objective() -> None:
+    """EI maximised by CMA-ES on a 1-D quadratic peaking at x = 0.5, sampled around it: the proposed
+    point beats every sampled point's EI and lies between the best samples, near the peak."""
+    from botorch.acquisition.analytic import ExpectedImprovement
+
+    from methods.instructzero.bo import fit_gp
+
+    X = torch.tensor([[-0.9], [-0.5], [-0.1], [0.2], [0.8]], dtype=torch.float64)
+    y = -((X[:, 0] - 0.5) ** 2)
+    new = propose(X, y, None, False, n_points=1, n_starts=2, sigma0=0.3, popsize=16, max_generations=20,
+                  jitter=1e-4, seed=0)  # fmt: skip
+    assert abs(float(new[0, 0]) - 0.5) < 0.3
+    gp, y_std = fit_gp(X, y, None, False, 1e-4)
+    ei = ExpectedImprovement(gp, best_f=y_std.max().item())
+    with torch.no_grad():
+        at_samples = ei(X.unsqueeze(1)).max()
+        at_new = ei(new.double().unsqueeze(1))
+    assert float(at_new) > float(at_samples)
