@@ -122,7 +122,9 @@ class MerA(PipelineMethod):
                 encoder.set_active_adapters(s.name)
                 activations.append(bottleneck_activations(model, s.name, enc))
         start = time.perf_counter()
-        merged, summary = merge(weights, alignment, activations, anchor=min(cfg.anchor, len(chosen) - 1))
+        if cfg.anchor >= len(chosen):
+            raise ValueError(f"method.anchor={cfg.anchor}, but only {len(chosen)} adapters are merged")
+        merged, summary = merge(weights, alignment, activations, anchor=cfg.anchor)
         seconds = time.perf_counter() - start
         # the sources' own config (width, positions), so published adapters of another shape merge too
         encoder.add_adapter("merged", config=encoder.adapters_config.get(chosen[0].name))
