@@ -11,11 +11,20 @@ import torch
 FEATURES = ("pixels", "resnet18")
 
 
+def standardize(
+    train: torch.Tensor, *others: torch.Tensor, abs_floor: float = 0.0, rel_floor: float = 0.0
+) -> list[torch.Tensor]:
+    """Flattened per-dimension z-scores with the training set's statistics only; each std is floored at
+    ``abs_floor + rel_floor × mean std`` so near-constant dimensions do not blow up."""
+    flat = [x.reshape(len(x), -1) for x in (train, *others)]
+    mean, std = flat[0].mean(0), flat[0].std(0)
+    std = std.clamp(min=rel_floor * float(std.mean()) + abs_floor)
+    return [(x - mean) / std for x in flat]
+
+
 def pixel_features(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
     """Flattened images standardised per dimension with the training pool's mean and std."""
-    flat = [x.reshape(len(x), -1) for x in (train, *others)]
-    mean, std = flat[0].mean(0), flat[0].std(0).clamp_min(1e-3)
-    return [(x - mean) / std for x in flat]
+    return standardize(train, *others, abs_floor=1e-3)
 
 
 @torch.no_grad()

@@ -102,31 +102,25 @@ def load_or_train(
     seed: int,
     progress: Any = None,
 ) -> tuple[Any, str]:
-    """(trained U-Net in eval mode, checkpoint id). A lock file makes parallel jobs wait for one trainer."""
+    """(trained U-Net in eval mode, checkpoint id). A file lock makes parallel jobs wait for one trainer;
+    the OS releases it if that trainer is killed, so a crash never leaves later jobs waiting."""
+    from filelock import FileLock
+
     key = checkpoint_key(model_cfg, train_cfg, data_id, seed)
     folder = Path(train_cfg.cache_dir) / "ddpm"
     folder.mkdir(parents=True, exist_ok=True)
-    path, lock = folder / f"{key}.pt", folder / f"{key}.lock"
+    path = folder / f"{key}.pt"
     unet = build_unet(model_cfg)
-    while not path.exists():
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            log.info("waiting for another job to train the DDPM %s", key)
-            time.sleep(5)
-            continue
-        try:
+    with FileLock(str(folder / f"{key}.lock")):
+        if not path.exists():
             t0 = time.monotonic()
             final = train_ddpm(unet, images, train_cfg, seed, progress)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
             torch.save(
                 {"state_dict": unet.state_dict(), "final_loss": final, "seconds": time.monotonic() - t0}, tmp
             )
-            tmp.rename(path)
+            os.replace(tmp, path)
             log.info("trained DDPM %s in %.0f s (final loss %.4f)", key, time.monotonic() - t0, final)
-        finally:
-            os.close(fd)
-            lock.unlink(missing_ok=True)
     state = torch.load(path, map_location="cpu", weights_only=True)
     unet.load_state_dict(state["state_dict"])
     return unet.eval(), f"ddpm-{key}"

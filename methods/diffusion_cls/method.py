@@ -13,6 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from data.config import ImageDataConfig
+from data.features import standardize as shared_standardize
 from data.sampling import few_shot_indices, stratified_split
 from data.vision.datamodule import ImageDataModule
 from data.vision.datasets import ImageSet, load_image_splits
@@ -31,10 +32,8 @@ log = logging.getLogger("reprolab")
 def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
     """Per-dimension z-scores with the training features' statistics (a probe on raw activations whose
     scales differ by orders of magnitude across blocks and timesteps would need a per-cell lr)."""
-    flat = train.flatten(1)
-    mean, std = flat.mean(0), flat.std(0)
-    std = std.clamp(min=1e-2 * float(std.mean()) + 1e-8)
-    return [((x.flatten(1) - mean) / std).view_as(x) for x in (train, *others)]
+    flat = shared_standardize(train, *others, abs_floor=1e-8, rel_floor=1e-2)
+    return [z.view_as(x) for z, x in zip(flat, (train, *others), strict=True)]
 
 
 class DiffusionCls(FitMethod):
