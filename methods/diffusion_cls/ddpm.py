@@ -111,7 +111,8 @@ def load_or_train(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.pt"
     unet = build_unet(model_cfg)
-    with FileLock(str(folder / f"{key}.lock")):
+    lock = folder / f"{key}.lock"
+    with FileLock(str(lock)):
         if not path.exists():
             t0 = time.monotonic()
             final = train_ddpm(unet, images, train_cfg, seed, progress)
@@ -121,6 +122,8 @@ def load_or_train(
             )
             os.replace(tmp, path)
             log.info("trained DDPM %s in %.0f s (final loss %.4f)", key, time.monotonic() - t0, final)
+    # Safe to remove once the checkpoint exists: any job that still takes the lock finds it and loads.
+    lock.unlink(missing_ok=True)
     state = torch.load(path, map_location="cpu", weights_only=True)
     unet.load_state_dict(state["state_dict"])
     return unet.eval(), f"ddpm-{key}"
