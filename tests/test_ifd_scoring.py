@@ -24,7 +24,7 @@ SMOLLM2 = offline_model("smollm2_135m")
 
 def test_ifd_variants_by_hand() -> None:
     score = IFDScore("a", conditioned=1.0, direct=2.0, answer_tokens=3)
-    assert score.ifd == 0.5 and score.ifd_ppl == pytest.approx(math.exp(-1.0))
+    assert score.ifd == pytest.approx(0.5) and score.ifd_ppl == pytest.approx(math.exp(-1.0))
 
 
 def scores(values: list[float]) -> list[IFDScore]:

@@ -251,10 +251,9 @@ def test_composition_hand_computed():
         rec(3, "uppercase", "truncated"),
         rec(4, None, "unknown"),
     ]
-    assert composition(records) == {
-        "count": 5,
-        "family_share": {"add": 0.6, "unknown": 0.2, "uppercase": 0.2},
-        "corrupted_share": 0.4,
-        "kind_share": {"wrong": 0.2, "irrelevant": 0.0, "truncated": 0.2},
-    }
+    shares = composition(records)  # the shares are computed (count / 5): compared with a tolerance
+    assert set(shares) == {"count", "family_share", "corrupted_share", "kind_share"} and shares["count"] == 5
+    assert shares["family_share"] == pytest.approx({"add": 0.6, "unknown": 0.2, "uppercase": 0.2})
+    assert shares["corrupted_share"] == pytest.approx(0.4)
+    assert shares["kind_share"] == pytest.approx({"wrong": 0.2, "irrelevant": 0.0, "truncated": 0.2})
     assert composition([])["count"] == 0

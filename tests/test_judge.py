@@ -57,7 +57,7 @@ def test_both_orders_cancel_a_judge_that_always_prefers_assistant_one(tmp_path: 
     client = LLMClient(OpenAIBackend(url(server), model="judge"))
     verdicts = judge_pairs(client, ["q1", "q2"], ["ours 1", "ours 2"], ["ref 1", "ref 2"])
     assert [(v.outcome_first, v.outcome_second, v.verdict) for v in verdicts] == [("win", "lose", "tie")] * 2
-    assert summarize(verdicts)["judge_winning_score"] == 1.0 and client.calls == 4
+    assert summarize(verdicts)["judge_winning_score"] == pytest.approx(1.0) and client.calls == 4
     save_verdicts(tmp_path / "verdicts.jsonl", verdicts)
     rows = [json.loads(line) for line in (tmp_path / "verdicts.jsonl").read_text().splitlines()]
     assert rows[0]["ours_first"] == [8.0, 5.0] and rows[1]["verdict"] == "tie"

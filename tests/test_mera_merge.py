@@ -42,9 +42,11 @@ def test_merging_an_adapter_with_its_permuted_copy_gives_the_original() -> None:
     unit = random_unit(r=8, d=4, seed=3)
     shuffled = permute(unit, torch.randperm(8, generator=torch.Generator().manual_seed(2)))
     merged, summary = merge([{"l0": unit}, {"l0": shuffled}], "weight")
-    for key in unit:
-        assert torch.equal(merged["l0"][key], unit[key].float()), key
-    assert summary["distance_after"] == 0.0 < summary["distance_before"]
+    for key in unit:  # the mean of a unit and its aligned copy, rounded to float32
+        torch.testing.assert_close(merged["l0"][key], unit[key].float(), msg=key)
+    # ‖φ − φ‖² summed in float64 from expanded squares: zero up to rounding, which varies with the CPU
+    assert summary["distance_before"] > 0
+    assert summary["distance_after"] == pytest.approx(0.0, abs=1e-12 * summary["distance_before"])
     plain, _ = merge([{"l0": unit}, {"l0": shuffled}], "none")  # without alignment the units blur
     assert not torch.allclose(plain["l0"]["down_w"], unit["down_w"].float(), atol=1e-3)
 
@@ -56,7 +58,7 @@ def test_activation_alignment_recovers_the_permutation_from_activations() -> Non
     h = torch.randn(40, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     acts = [{"l0": torch.relu(h @ u["down_w"].T + u["down_b"])} for u in (unit, shuffled)]
     merged, _ = merge([{"l0": unit}, {"l0": shuffled}], "activation", acts)
-    assert torch.equal(merged["l0"]["up_w"], unit["up_w"].float())
+    torch.testing.assert_close(merged["l0"]["up_w"], unit["up_w"].float())
 
 
 def test_merged_forward_matches_hand_computed_example() -> None:

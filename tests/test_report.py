@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,55 @@ from runners.report import main, swept_params
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path("tests/fixtures/sweep_erc")  # relative to ROOT, so the table names it the same on any machine
 GOLDEN = ROOT / "tests/golden/erc_report.md"
+
+
+# A number as the report prints it (not one inside a word such as `MseLossBackward0` or `0th`).
+NUMBER = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)(?![\w.])")
+
+
+def last_digit(number: str) -> float:
+    """One unit in the last printed digit: 0.1 for "28.3", 1e-4 for "0.0143", 1e-6 for "1.5e-05"."""
+    mantissa, _, exponent = number.partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def assert_cell(actual: str, expected: str, where: str = "") -> None:
+    """Text exactly; a number printed with a decimal point within one unit of its last printed digit (the
+    statistics behind it are sums whose last bits vary with the CPU); an integer (a count) exactly."""
+    got, want = NUMBER.split(actual), NUMBER.split(expected)
+    assert len(got) == len(want) and got[::2] == want[::2], f"{where}: {actual!r} != {expected!r}"
+    for a, e in zip(got[1::2], want[1::2], strict=True):
+        if "." in e or "e" in e:
+            unit = min(last_digit(a), last_digit(e))
+            assert abs(float(a) - float(e)) <= unit * (1 + 1e-9), f"{where}: {actual!r} != {expected!r}"
+        else:
+            assert a == e, f"{where}: {actual!r} != {expected!r}"
+
+
+def markdown_cells(text: str) -> list[list[str]]:
+    """The report line by line: a table row as its cells, any other line as one cell."""
+    return [
+        [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else [line]
+        for line in text.splitlines()
+    ]
+
+
+def assert_report_matches(actual: str, expected: str) -> None:
+    """The same markdown, compared cell by cell after parsing (not byte for byte)."""
+    got, want = markdown_cells(actual), markdown_cells(expected)
+    assert len(got) == len(want), f"{len(got)} lines, expected {len(want)}:\n{actual}"
+    for i, (row, ref) in enumerate(zip(got, want, strict=True), 1):
+        assert len(row) == len(ref), f"line {i}: {row} != {ref}"
+        for j, (cell, ref_cell) in enumerate(zip(row, ref, strict=True), 1):
+            assert_cell(cell, ref_cell, f"line {i}, cell {j}")
+
+
+def table(text: str, section: str) -> dict[str, dict[str, str]]:
+    """The markdown table under `## {section}`: row label -> column header -> cell."""
+    lines = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0].splitlines()
+    header, _, *rows = (cells for cells in markdown_cells("\n".join(lines)) if len(cells) > 1)
+    return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
 
 
 def run_report(sweep: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> str:
@@ -39,17 +89,18 @@ def fixture_report(tmp_path, monkeypatch, capsys) -> tuple[str, Path]:
 
 def test_golden_table(fixture_report):
     text, out = fixture_report
-    assert text == GOLDEN.read_text()
+    assert_report_matches(text, GOLDEN.read_text())
 
     # The numbers, by hand. erc on cartpole_swingup: returns 820, 840, 860 -> mean 840, sample std 20.
-    assert "| cartpole_swingup | **840.0 ± 20.0 (n=3)** |" in text
+    returns = table(text, "eval_return (↑)")
+    assert_cell(returns["cartpole_swingup"]["erc"], "**840.0 ± 20.0 (n=3)**")
     # sac on walker_walk, two seeds: 500, 540 -> mean 520, std sqrt(2 * 20²) = 28.28.
-    assert "| 520.0 ± 28.3 (n=2) |" in text
+    assert_cell(returns["walker_walk"]["sac"], "520.0 ± 28.3 (n=2)")
     # IQM over rows for erc: sorted returns 610 630 650 820 840 860, drop one each end -> 735.
-    assert np.mean([630, 650, 820, 840]) == 735.0
-    assert "**735.0 [" in text
+    assert np.mean([630, 650, 820, 840]) == pytest.approx(735.0)
+    assert_cell(returns["IQM over rows"]["erc IQM [95% CI]"], "**735.0 [720.0, 750.0]**")
     # sac has 4 returns (500 540 780 800) -> middle two -> 660; lower is better for td_error_mean (↓).
-    assert "| 660.0 [" in text
+    assert_cell(returns["IQM over rows"]["sac IQM [95% CI]"], "660.0 [640.0, 670.0]")
     assert "## td_error_mean (↓)" in text
     # The paper number exists for cartpole_swingup only; cheetah_run is not in the sweep.
     assert "| 850.0 | 790.0 |" in text
@@ -62,7 +113,8 @@ def test_golden_table(fixture_report):
     assert list(rows[0]) == header.split(",")
     first = rows[0]
     assert (first["env"], first["method"], first["metric"]) == ("cartpole_swingup", "erc", "eval_return")
-    assert float(first["mean"]) == 840.0 and float(first["std"]) == 20.0 and float(first["paper"]) == 850.0
+    assert float(first["mean"]) == pytest.approx(840.0) and float(first["std"]) == pytest.approx(20.0)
+    assert float(first["paper"]) == 850.0  # copied from the experiment config
 
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -83,7 +135,10 @@ def test_failed_and_missing_jobs_are_marked(fixture_report, tmp_path, monkeypatc
     for seed in (0, 1):
         (sweep / f"env.task=walker_walk,method=sac,seed={seed}" / "results.json").unlink()
     text = run_report(sweep, tmp_path / "out", capsys)
-    assert "| walker_walk | 630.0 ± 20.0 (n=3) | 630.0 [610.0, 650.0] | missing (0/3) | — | — | — |" in text
+    assert_cell(
+        " | ".join(table(text, "eval_return (↑)")["walker_walk"].values()),
+        "walker_walk | 630.0 ± 20.0 (n=3) | 630.0 [610.0, 650.0] | missing (0/3) | — | — | —",
+    )
     assert "(1/2 rows)" in text  # sac's aggregate covers cartpole_swingup only, and says so
     assert "8/12 runs completed" in text
 
