@@ -109,6 +109,7 @@ bench: install-dev
 	OMP_NUM_THREADS=1 $(PYTHON) bench/instructzero_eval.py --threads 1
 
 ## table-erc: ERC vs SAC sweep (SCALE=small|paper, LAUNCHER=joblib|slurm|local), then its table and plot.
+## SCALE=paper is 26 tasks x 10 seeds x 1M steps per method: give it a cluster, LAUNCHER=slurm ARGS=hardware=gpu.
 ## A failed job does not stop the sweep; the report marks its cells missing.
 table-erc: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=erc_dmc scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)

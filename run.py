@@ -18,9 +18,24 @@ register_all()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from data.llm.client import EndpointDown
     from runners.execute import execute  # heavy imports start here, after the config is known to be valid
+    from runners.identity import ResumeRefused
+    from runners.validate import ConfigError
 
-    return execute(cfg)
+    try:
+        return execute(cfg)
+    except (ConfigError, EndpointDown) as ex:  # the message says it all: no traceback
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # a sweep records the job as failed and goes on with the others
+        if isinstance(ex, EndpointDown):  # names the endpoint, the cached replies and how to resume
+            print(f"Stopped: {ex}", file=sys.stderr)
+            sys.exit(1)
+        print(f"{'Refused' if isinstance(ex, ResumeRefused) else 'Config error'}: {ex}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def sweep(cache: FeatureCache, unet, x, y, cells, probe_epochs: int) -> tuple[fl
     t_feat = t_all = 0.0
     for block, t in cells:
         t0 = time.perf_counter()
-        f = cache.get(unet, "bench-random", x, "digits-train", block, t, 2, 0)
+        f = cache.get(unet, "bench-random", x, "digits-train", block, t, 2, 0, also=[b for b, _ in cells])
         t1 = time.perf_counter()
         (fs,) = standardize(f)
         train_linear_probe(fs.flatten(1), y, 10, ProbeConfig(loss="ce", epochs=probe_epochs), seed=0)

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
 from runners.schemas import check_choice
+
+# Every "<domain>_<task>" of dm_control.suite.ALL_TASKS, listed here so that composing a config needs no
+# dm_control import (~1 s); tests/test_config.py checks it against the installed dm_control.
+DMC_TASKS = (
+    *("acrobot_swingup", "acrobot_swingup_sparse", "ball_in_cup_catch", "cartpole_balance"),
+    *("cartpole_balance_sparse", "cartpole_swingup", "cartpole_swingup_sparse", "cartpole_three_poles"),
+    *("cartpole_two_poles", "cheetah_run", "dog_fetch", "dog_run", "dog_stand", "dog_trot", "dog_walk"),
+    *("finger_spin", "finger_turn_easy", "finger_turn_hard", "fish_swim", "fish_upright", "hopper_hop"),
+    *("hopper_stand", "humanoid_CMU_run", "humanoid_CMU_stand", "humanoid_CMU_walk", "humanoid_run"),
+    *("humanoid_run_pure_state", "humanoid_stand", "humanoid_walk", "lqr_lqr_2_1", "lqr_lqr_6_2"),
+    *("manipulator_bring_ball", "manipulator_bring_peg", "manipulator_insert_ball", "manipulator_insert_peg"),
+    *("pendulum_swingup", "point_mass_easy", "point_mass_hard", "quadruped_escape", "quadruped_fetch"),
+    *("quadruped_run", "quadruped_walk", "reacher_easy", "reacher_hard", "stacker_stack_2"),
+    *("stacker_stack_4",),
+    *("swimmer_swimmer15", "swimmer_swimmer6", "walker_run", "walker_stand", "walker_walk"),
+)
 
 
 @dataclass
@@ -20,8 +35,10 @@ class DMCConfig:
     action_repeat: int = 1
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[a-z0-9_]+", self.task):
-            raise ValueError(f"env.task={self.task!r}: expected '<domain>_<task>', e.g. cartpole_swingup")
+        if self.task not in DMC_TASKS:
+            raise ValueError(
+                f"env.task={self.task!r} is not a DMControl task; valid tasks: {', '.join(DMC_TASKS)}"
+            )
         if self.action_repeat < 1:
             raise ValueError(f"env.action_repeat={self.action_repeat} must be >= 1")
 
@@ -77,6 +94,7 @@ class TuningConfig:
     max_length: int = 512
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
+    max_grad_norm: float = 1.0  # gradient clipping by norm, HF Trainer's default (the official train.py)
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -107,13 +125,16 @@ class LLMClientConfig:
     timeout_s: float = 60.0
     concurrency: int = 8
     max_retries: int = 5
+    # Judged down after this many consecutive retry rounds of connection failures (data.llm.client):
+    # the queue is cancelled and the run stops with one message (cached replies are kept for a re-run).
+    down_after: int = 5
     batch_size: int = 8  # local backend: requests generated together
     max_tokens: int = 256
 
     def __post_init__(self) -> None:
         check_choice("backend", self.backend, LLM_BACKENDS)
-        if min(self.concurrency, self.batch_size, self.max_tokens) < 1:
-            raise ValueError("concurrency, batch_size and max_tokens must be >= 1")
+        if min(self.concurrency, self.batch_size, self.max_tokens, self.down_after) < 1:
+            raise ValueError("concurrency, batch_size, max_tokens and down_after must be >= 1")
 
 
 @dataclass
@@ -131,20 +152,33 @@ class InstructionSelectionConfig:
     # Equal compute: every arm takes this many optimizer steps (None: tuning.epochs over its data).
     train_steps: int | None = None
     max_new_tokens: int = 32
+    # The prompt of tuning, scoring and answering: alpaca, or wizardlm ("{instruction}\n\n### Response:",
+    # the official Cherry code's ``--prompt wiz`` for WizardLM data).
+    template: str = "alpaca"
+    # Open-ended test sets the tuned model answers for the pairwise judge (data.instructions.test_sets):
+    # name (vicuna, koala, wizardlm, sinstruct) -> a JSONL path or URL in the official schema, or null
+    # for the official file's URL. {}: none (scale=small judges the generated held-out set instead).
+    test_sets: dict[str, str | None] = field(default_factory=dict)
+    test_limit: int | None = None  # the first N items of each test set (None: all of them)
+    # The judge of data.instructions.judge_runs (reads it from the runs' config): GPT-4 at scale=paper.
+    judge: LLMClientConfig = field(default_factory=lambda: LLMClientConfig(max_tokens=32))
 
     def __post_init__(self) -> None:
         if min(self.n_train, self.eval_per_family) < 1:
             raise ValueError("method.n_train and method.eval_per_family must be >= 1")
+        check_choice("method.template", self.template, ("alpaca", "wizardlm"))
         if not 0 <= self.corrupt_share < 1:
             raise ValueError(f"method.corrupt_share={self.corrupt_share} must be in [0, 1)")
 
 
 IMAGE_DATASETS = ("digits", "mnist5k", "mnist", "cifar10", "cifar100", "svhn")
+IMAGE_SOURCES = ("hub", "torchvision")
 
 
 @dataclass
 class ImageDataConfig:
-    """Image classification data (data.vision.datasets): offline digits / mnist5k, torchvision online."""
+    """Image classification data (data.vision.datasets): offline digits / mnist5k; the online sets from
+    the hub through ``datasets`` (default) or from torchvision."""
 
     name: str = "digits"
     # n_max / n_min of the exponential long-tailed profile cut from the training set; 1 = balanced.
@@ -152,11 +186,21 @@ class ImageDataConfig:
     # Offline sets have no official split: a stratified one, fixed by split_seed (not the run seed).
     test_fraction: float = 0.3
     split_seed: int = 0
-    # Where torchvision downloads the online sets.
-    root: str = "~/.cache/reprolab/data"
+    # Where torchvision downloads the online sets; null: data.cache.cache_dir("data") ($REPROLAB_CACHE).
+    root: str | None = None
+    # Online sets: hub = datasets.load_dataset(hub_id, hub_config), where hub_id is a hub dataset id or a
+    # local folder in the hub repo's layout (its README's configs and parquet files); torchvision = its
+    # dataset class (checks the archives' MD5, so it takes no stand-in). conf/data/<name>.yaml holds the
+    # hub's id, config and column names; the offline sets ignore these keys.
+    source: str = "hub"
+    hub_id: str | None = None
+    hub_config: str | None = None
+    image_column: str = "img"
+    label_column: str = "label"
 
     def __post_init__(self) -> None:
         check_choice("data.name", self.name, IMAGE_DATASETS)
+        check_choice("data.source", self.source, IMAGE_SOURCES)
         if self.imbalance_ratio < 1:
             raise ValueError(f"data.imbalance_ratio={self.imbalance_ratio} must be >= 1 (n_max / n_min)")
         if not 0 < self.test_fraction < 1:

@@ -140,6 +140,7 @@ def make_task(name: str, n: int, seed: int) -> TextTask:
 
 # ------------------------------------------------------------------------------------------- online
 
+# Tracks as AdapterHub names them (task ids nli/multinli, sts/mrpc, sentiment/sst-2, lingaccept/cola)
 GLUE_TRACKS = {
     "mnli": "nli",
     "rte": "nli",
@@ -147,7 +148,7 @@ GLUE_TRACKS = {
     "mrpc": "sts",
     "qqp": "sts",
     "sst2": "sentiment",
-    "cola": "single",
+    "cola": "lingaccept",
 }
 GLUE_FIELDS = {
     "mnli": ("premise", "hypothesis"),
@@ -160,17 +161,33 @@ GLUE_FIELDS = {
 }
 
 
-def load_glue(name: str, split: str, limit: int | None = None) -> TextTask:  # pragma: no cover - online
-    """A GLUE task through ``datasets`` (needs the hub; the offline tables use :func:`make_task`)."""
+# The hub's GLUE dataset: `datasets.load_dataset(GLUE_HUB, task)`. A local directory in the same layout
+# (`<task>/<split>-00000-of-00001.parquet` and the README's `configs:` block, as nyu-mll/glue holds them)
+# loads through the same call.
+GLUE_HUB = "nyu-mll/glue"
+# GLUE's dev split of each task (MNLI has two; the matched one is the one GLUE and the papers report).
+GLUE_DEV = {"mnli": "validation_matched"}
+# Tasks whose GLUE score is F1 beside accuracy (of the positive class, label 1).
+GLUE_F1 = ("mrpc", "qqp")
+
+
+def load_glue(name: str, split: str, limit: int | None = None, source: str = GLUE_HUB) -> TextTask:
+    """A GLUE task through ``datasets.load_dataset(source, name)``: ``source`` is the hub id or a local
+    directory in the hub's layout (the offline tables use :func:`make_task`). ``split="validation"`` is
+    the task's GLUE dev split (MNLI: validation_matched); ``limit`` None keeps every row."""
     from datasets import load_dataset
 
     if name not in GLUE_FIELDS:
         raise ValueError(f"GLUE task {name!r} is not known; choose one of: {', '.join(GLUE_FIELDS)}")
-    split = {"mnli": {"validation": "validation_matched"}}.get(name, {}).get(split, split)
-    ds = load_dataset("nyu-mll/glue", name, split=split)
+    if split == "validation":
+        split = GLUE_DEV.get(name, split)
+    ds = load_dataset(source, name, split=split)
     if limit:
         ds = ds.select(range(min(limit, len(ds))))
     first, second = GLUE_FIELDS[name]
     texts = [(r[first], r[second]) if second else r[first] for r in ds]
     labels = np.array(ds["label"], dtype=np.int64)
-    return TextTask(name, GLUE_TRACKS[name], second is not None, texts, labels, int(labels.max()) + 1)
+    feature = ds.features["label"]
+    # the label's ClassLabel (as the hub stores it) gives the class count even when a slice misses one
+    num_classes = getattr(feature, "num_classes", None) or int(labels.max()) + 1
+    return TextTask(name, GLUE_TRACKS[name], second is not None, texts, labels, int(num_classes))

@@ -33,7 +33,12 @@ class LoopMethod(Method):
 
     @abstractmethod
     def run(self, ctx: RunContext, fabric: Fabric) -> dict[str, float]:
-        """Run to the end (resuming from ``ctx.checkpoint`` if it holds a state); return final metrics."""
+        """Run to the end; return final metrics.
+
+        Resume goes through the runner's service ``ctx.checkpoint`` (runners.checkpoint): declare private
+        generators with ``ctx.checkpoint.track(name=gen)``, call ``ctx.checkpoint.load()`` once everything
+        is built (it restores RNG states, those generators and ``ctx.curves``, and returns the state saved
+        last, or None), and ``ctx.checkpoint.save(state)`` with only the method's own state."""
 
 
 class FitMethod(Method):
@@ -52,13 +57,26 @@ class FitMethod(Method):
     ) -> dict[str, float]:
         return {**fit_metrics, **test_metrics}
 
+    # Exact resume (runners.fit_runner): the module and the datamodule may define
+    # ``generators() -> dict[str, torch.Generator]`` (augmentation, shuffling); the runner stores their
+    # states in last.ckpt with every global RNG state, the curves and the config identity.
+
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of a pipeline. ``fn`` returns a JSON-able summary, stored so a re-run can skip the stage."""
+    """One step of a pipeline. ``fn`` returns a JSON-able summary, stored so a re-run can skip the stage.
+
+    ``reads`` names the config keys the stage's result depends on, as dotted prefixes (``"method.arm"``,
+    ``"model"`` for the whole group, ``"seed"``): the stage's stored identity covers only those, so changing
+    a key only a later stage reads keeps this stage's work (runners.identity). A stage is reused only when
+    it and every stage before it match, so a stage need not list what it gets through earlier stages'
+    artefacts. ``None`` (the default) covers the whole config: safe, but any change invalidates the stage.
+    A key missing from ``reads`` means silently reused work, so list generously.
+    """
 
     name: str
     fn: Callable[[RunContext], dict[str, Any]]
+    reads: tuple[str, ...] | None = None
 
 
 class PipelineMethod(Method):

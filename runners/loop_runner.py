@@ -1,4 +1,8 @@
-"""Runs a ``loop`` method on Lightning Fabric (device, precision, distribution) with the run's loggers."""
+"""Runs a ``loop`` method on Lightning Fabric (device, precision, distribution) with the run's loggers.
+
+Resume is the runner's service ``ctx.checkpoint`` (runners.checkpoint): RNG states, the method's declared
+generators, curves and the config identity are saved and restored there, once for every loop method.
+"""
 
 from __future__ import annotations
 
@@ -22,5 +26,12 @@ def make_fabric(ctx: RunContext) -> Fabric:
     return fabric
 
 
+def check_resume(method: LoopMethod, ctx: RunContext) -> None:
+    """Refuse (ResumeRefused) a checkpoint.pt made with other settings, before anything is built."""
+    ctx.checkpoint.check()
+
+
 def run_loop(method: LoopMethod, ctx: RunContext) -> dict[str, float]:
-    return method.run(ctx, make_fabric(ctx))
+    fabric = make_fabric(ctx)
+    ctx.device = fabric.device  # the device contract (runners.context): Fabric's choice, for every helper
+    return method.run(ctx, fabric)

@@ -15,6 +15,7 @@ group choice equals method.name, so both ways give the same label.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import itertools
 import json
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from runners.aggregate import bootstrap_ci, iqm, mean_std
 from runners.results import RESULTS_FILE
@@ -162,6 +164,10 @@ def infer_spec(title: str, swept_keys: list[str], records: list[dict[str, Any]])
         # against the KV budget, one line per eviction policy.
         "plot_metric": None,
         "paper": None,
+        # Metrics stored as fractions in [0, 1] that the table prints in percent, as the paper does:
+        # `percent: true` (every metric) or a list of metric names. results.json, table.csv and the
+        # paper numbers of the experiment file stay fractions; only the printed table is scaled.
+        "percent": [],
     }
 
 
@@ -180,6 +186,8 @@ def report_spec(
     spec = infer_spec(title, swept_keys, records) | {k: v for k, v in given.items() if v is not None}
     if isinstance(spec["rows"], str):
         spec["rows"] = [spec["rows"]]
+    percent = spec.get("percent") or []
+    spec["percent"] = list(spec["metrics"]) if percent is True else [str(m) for m in percent]
     paper = spec.get("paper") or {}
     spec["paper_source"] = paper.get("source")
     spec["paper"] = {
@@ -192,8 +200,15 @@ def report_spec(
 # ---------------------------------------------------------------- numbers
 
 
-def fmt(x: float) -> str:
+def fmt(x: float, scale: float = 1.0) -> str:
+    """A number as the table prints it; ``scale`` 100 prints a fraction in percent."""
+    x = x * scale
     return f"{x:.1f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
+def metric_scale(spec: dict[str, Any], metric: str) -> float:
+    """100 for a metric the spec prints in percent (`report.percent`), else 1."""
+    return 100.0 if metric in spec.get("percent", ()) else 1.0
 
 
 @dataclass
@@ -209,15 +224,17 @@ class Cell:
         self.iqm = float(iqm(self.values)) if self.n else math.nan
         self.ci = bootstrap_ci([self.values]) if self.n else (math.nan, math.nan)
 
-    def mean_text(self) -> str:
+    def mean_text(self, scale: float = 1.0) -> str:
         if not self.n:
             return f"missing ({self.n}/{self.expected})"
         if self.n == 1:
-            return f"{fmt(self.mean)} (n=1)"
-        return f"{fmt(self.mean)} ± {fmt(self.std)} (n={self.n})"
+            return f"{fmt(self.mean, scale)} (n=1)"
+        return f"{fmt(self.mean, scale)} ± {fmt(self.std, scale)} (n={self.n})"
 
-    def iqm_text(self) -> str:
-        return f"{fmt(self.iqm)} [{fmt(self.ci[0])}, {fmt(self.ci[1])}]" if self.n else "—"
+    def iqm_text(self, scale: float = 1.0) -> str:
+        if not self.n:
+            return "—"
+        return f"{fmt(self.iqm, scale)} [{fmt(self.ci[0], scale)}, {fmt(self.ci[1], scale)}]"
 
 
 def best_of(scores: dict[str, float], higher: bool | None) -> set[str]:
@@ -247,27 +264,30 @@ def metric_table(
     """The markdown lines of one metric's section."""
     higher = spec["higher_is_better"].get(metric)
     arrow = {True: " (↑)", False: " (↓)"}.get(higher, "")
+    scale = metric_scale(spec, metric)
+    unit = " (%)" if scale == 100.0 else ""
     paper = spec["paper"].get(metric, {})
     paper_cols = [c for c in cols if any(c in paper.get("/".join(row), {}) for row in rows)]
     head = list(headers)
     for c in cols:
         head += [c, f"{c} IQM [95% CI]"] if spec["rl"] else [c]
     head += [f"paper {c}" for c in paper_cols]
-    lines = [f"## {metric}{arrow}", "", "| " + " | ".join(head) + " |"]
+    lines = [f"## {metric}{unit}{arrow}", "", "| " + " | ".join(head) + " |"]
     lines.append("|" + "---|" * len(headers) + "---:|" * (len(head) - len(headers)))
     for row in rows:
         best = best_of({c: cells[row, c].mean for c in cols}, higher)
         out = list(row)
         for c in cols:
-            out.append(bold(cells[row, c].mean_text(), c in best))
+            out.append(bold(cells[row, c].mean_text(scale), c in best))
             if spec["rl"]:
-                out.append(cells[row, c].iqm_text())
+                out.append(cells[row, c].iqm_text(scale))
         out += [
-            fmt(paper["/".join(row)][c]) if c in paper.get("/".join(row), {}) else "—" for c in paper_cols
+            fmt(paper["/".join(row)][c], scale) if c in paper.get("/".join(row), {}) else "—"
+            for c in paper_cols
         ]
         lines.append("| " + " | ".join(out) + " |")
     if spec["rl"]:
-        lines.append(iqm_over_rows(cells, rows, cols, len(headers), len(paper_cols), higher))
+        lines.append(iqm_over_rows(cells, rows, cols, len(headers), len(paper_cols), higher, scale))
     return lines
 
 
@@ -278,6 +298,7 @@ def iqm_over_rows(
     n_headers: int,
     n_paper: int,
     higher: bool | None,
+    scale: float = 1.0,
 ) -> str:
     """IQM over all rows and seeds per column, with a bootstrap CI that resamples seeds within each row."""
     scores, texts = {}, {}
@@ -288,7 +309,7 @@ def iqm_over_rows(
             continue
         scores[c] = float(iqm(np.concatenate(strata)))
         lo, hi = bootstrap_ci(strata)
-        texts[c] = f"{fmt(scores[c])} [{fmt(lo)}, {fmt(hi)}]"
+        texts[c] = f"{fmt(scores[c], scale)} [{fmt(lo, scale)}, {fmt(hi, scale)}]"
         if len(strata) < len(rows):  # a row without results: the aggregate is not comparable
             texts[c] += f" ({len(strata)}/{len(rows)} rows)"
     best = best_of(scores, higher)
@@ -300,7 +321,7 @@ def iqm_over_rows(
 
 
 def runs_section(jobs: list[Job]) -> list[str]:
-    """Every job that gave no numbers, with the overrides to rerun it and the last line of its error."""
+    """Every job that gave no numbers, with the overrides to rerun it and its error's message."""
     bad = [j for j in jobs if not j.done]
     if not bad:
         return ["## Runs", "", f"All {len(jobs)} runs completed."]
@@ -309,11 +330,18 @@ def runs_section(jobs: list[Job]) -> list[str]:
         overrides = (job.record or {}).get("overrides") or [f"{k}={v}" for k, v in job.overrides.items()]
         what = {"missing": "no results.json", "running": "still running, or killed without a final write"}
         why = what.get(job.status, job.status)
-        error = [ln.strip() for ln in ((job.record or {}).get("error") or "").splitlines() if ln.strip()]
-        if error:
-            why += f": {error[-1]}"
-        lines.append(f"- `{' '.join(overrides)}` — {why}")
+        lines.append(f"- `{' '.join(overrides)}` — {why}{failure_reason(job.record or {})}")
     return lines
+
+
+def failure_reason(record: dict[str, Any]) -> str:
+    """The reason a run failed, as ``": <message>"`` on one line: the error's own message (records from
+    before ``error_message`` existed: the last line of the traceback); "" for a run without an error."""
+    message = record.get("error_message")
+    if message:
+        return ": " + " ".join(ln.strip() for ln in str(message).splitlines() if ln.strip())
+    error = [ln.strip() for ln in (record.get("error") or "").splitlines() if ln.strip()]
+    return f": {error[-1]}" if error else ""
 
 
 def write_csv(
@@ -342,8 +370,9 @@ def plot_curves(
     rows: list[tuple[str, ...]],
     cols: list[str],
     curve: str,
+    scale: float = 1.0,
 ) -> bool:
-    """One subplot per row, one line per column: mean over seeds ± std.
+    """One subplot per row, one line per column: mean over seeds ± std (times ``scale``: 100 for percent).
 
     Seeds are aligned on the steps common to all of them (no interpolation, so no invented points); a
     seed that logged an extra evaluation only loses that step. Returns False when there is nothing to plot.
@@ -357,7 +386,7 @@ def plot_curves(
         ]
         steps = sorted(set.intersection(*(set(r) for r in runs))) if runs else []
         if steps:
-            y = np.array([[r[s] for s in steps] for r in runs], dtype=float)
+            y = scale * np.array([[r[s] for s in steps] for r in runs], dtype=float)
             std = y.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(steps))
             series[key] = (np.array(steps, dtype=float), y.mean(axis=0), std, len(runs))
     plotted = [row for row in rows if any((row, c) in series for c in cols)]
@@ -380,7 +409,7 @@ def plot_curves(
                 ax.fill_between(steps, mean - std, mean + std, color=f"C{i}", alpha=0.2, linewidth=0)
         ax.set_title(" / ".join(row))
         ax.set_xlabel("step")
-        ax.set_ylabel(curve)
+        ax.set_ylabel(f"{curve} (%)" if scale == 100.0 else curve)
         ax.legend(fontsize="small")
     for ax in axes.flat[len(plotted) :]:
         ax.axis("off")
@@ -436,7 +465,12 @@ def find_jobs(sweep: Path, records: list[dict[str, Any]]) -> tuple[list[Job], li
     """The sweep's jobs, its swept keys and multirun.yaml (None when the sweep dir has none)."""
     path = sweep / "multirun.yaml"
     if path.is_file():
-        multirun = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        loaded = OmegaConf.load(path)
+        multirun = OmegaConf.to_container(loaded, resolve=False)
+        params = OmegaConf.select(loaded, "hydra.sweeper.params")
+        if params is not None:  # an experiment may pick its grid by interpolation (erc_dmc: by scale.name)
+            with contextlib.suppress(OmegaConfBaseException):  # a resolver only Hydra knows: keep as typed
+                multirun["hydra"]["sweeper"]["params"] = OmegaConf.to_container(params, resolve=True)
         swept = swept_params(multirun)
         return expected_jobs(records, swept), list(swept), multirun
     # No grid to check against: the records are the jobs, and the keys whose values vary were swept.
@@ -513,7 +547,8 @@ def make_report(sweep: Path, out: Path | None = None, experiment: Path | None = 
         by_metric = {(row, col): cells[row, col, metric] for row, col in jobs_by_cell}
         lines += [*metric_table(metric, by_metric, rows, cols, headers, spec), ""]
     lines += [*runs_section(jobs), ""]
-    if spec["curve"] and plot_curves(out / "curves.png", jobs_by_cell, rows, cols, spec["curve"]):
+    curve = spec["curve"]
+    if curve and plot_curves(out / "curves.png", jobs_by_cell, rows, cols, curve, metric_scale(spec, curve)):
         lines += ["![learning curves](curves.png)", ""]
     metric = spec.get("plot_metric")
     if metric and plot_metric_by_row(out / f"{metric}.png", cells, rows, cols, metric, headers[0]):

@@ -1,13 +1,15 @@
 """Run a `loop` method in-process and stop it mid-run, as a killed process would stop: shared by the
-resume tests of the round-based methods (CHAIN, SCooL)."""
+resume tests of the loop methods (CHAIN, SCooL, tests/test_exact_resume.py). The resumed attempt gets a
+fresh context, as a restarted process would: its curves and RNG states come back from the runner's resume
+service (runners.checkpoint)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 from lightning.fabric import Fabric
+from lightning.fabric.utilities.seed import seed_everything
 
 from runners.context import RunContext
 
@@ -29,7 +31,7 @@ class StoppingContext(RunContext):
 
 def run_in_process(compose, overrides: list[str], out: Path, stop_at: int = -1) -> tuple[dict, RunContext]:
     cfg = compose(overrides)
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed, workers=True, verbose=False)  # as runners.execute seeds every attempt
     ctx = StoppingContext(cfg=cfg, out_dir=out)
     ctx.stop_at = stop_at
     return instantiate(cfg.method, _convert_="all").run(ctx, Fabric(accelerator="cpu", devices=1)), ctx

@@ -118,3 +118,32 @@ def test_alpagasus_pipeline_smoke_run(cli, tmp_path: Path) -> None:
     assert 0 <= metrics["grader_auroc"] <= 1 and metrics["n_eval"] == 16
     rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert {"question", "answer", "hit"} <= set(rows[0])
+
+
+def test_judge_sweep_reports_each_test_set_and_takes_the_runs_judge(tmp_path: Path) -> None:
+    """Open-ended test items (no reference: hit None) are judged per test set: judge_<set>_win/tie/lose
+    and winning score; the em agreement skips them; judge_runs reads the runs' method.judge."""
+    from data.instructions.judge_runs import run_judge_config
+
+    def run(arm: str, answers: list[str]) -> Path:
+        path = fake_run(tmp_path, arm, 0, answers)
+        record = json.loads((path / "results.json").read_text())
+        record["config"]["method"]["judge"] = {"backend": "openai", "model": "gpt-4", "max_tokens": 1024}
+        (path / "results.json").write_text(json.dumps(record))
+        rows = [
+            {"id": f"{s}/{i}", "family": s, "question": f"q{i}", "answer": a, "reference": None, "hit": None}
+            for i, (s, a) in enumerate(zip(["vicuna", "vicuna", "koala"], answers, strict=True))
+        ]
+        (path / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    ours = run("filtered", ["right 0", "wrong 1", "right 2"])
+    run("full", ["wrong 0", "wrong 1", "wrong 2"])
+    client = LLMClient(ReferenceJudge({"right 0", "right 2"}))
+    metrics = judge_sweep(tmp_path, client, reference="full")[str(ours)]
+    assert (metrics["judge_vicuna_win"], metrics["judge_vicuna_tie"], metrics["judge_vicuna_lose"]) == (1, 1, 0)
+    assert metrics["judge_vicuna_winning_score"] == pytest.approx(1.5)
+    assert metrics["judge_koala_winning_score"] == pytest.approx(2.0) and "judge_wizardlm_win" not in metrics
+    assert metrics["judge_em_decisive"] == 0 and "judge_em_agreement" not in metrics
+    judge = run_judge_config(tmp_path)
+    assert (judge.backend, judge.model, judge.max_tokens) == ("openai", "gpt-4", 1024)

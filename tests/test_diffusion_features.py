@@ -66,15 +66,17 @@ def test_noise_is_fixed_by_seed_and_independent_of_batching(unet) -> None:
 def test_feature_cache_hits_without_running_the_unet(unet, tmp_path: Path, monkeypatch) -> None:
     cache = FeatureCache(tmp_path)
     x = to_model_space(torch.rand(10, 1, 8, 8), 8, 1)
-    first = cache.get(unet, "ckpt-a", x, "imgs", "mid", 20, 2, 0)
+    first = cache.get(unet, "ckpt-a", x, "imgs", "mid", 20, 2, 0, also=["up.1"])
     assert (cache.hits, cache.misses) == (0, 1)
+    # only the asked cells are stored: mid and (from the same pass) up.1, not the other three blocks
+    assert len(list(tmp_path.glob("*.pt"))) == 2
     monkeypatch.setattr(
         features, "extract_all_blocks", lambda *a, **k: pytest.fail("U-Net ran on a cache hit")
     )
-    # the same pass stored every block of t = 20
     again = cache.get(unet, "ckpt-a", x, "imgs", "mid", 20, 2, 0)
     up = cache.get(unet, "ckpt-a", x, "imgs", "up.1", 20, 2, 0)
     assert torch.equal(first, again) and up.shape == (10, 8, 2, 2) and cache.hits == 2
+    assert first.dtype == torch.float32
     # a different checkpoint, timestep or pooling is a different key
     keys = {
         cache.path(*k)

@@ -55,8 +55,11 @@ RECORDS = [
 def test_batched_losses_equal_one_sample_forwards(smollm2) -> None:
     model, tok = smollm2.model, smollm2.tokenizer
     pairs = encode_pairs(tok, RECORDS, max_length=512)
-    assert pairs[0][0] == tok(format_prompt(RECORDS[0])).input_ids
-    assert pairs[1][0] == tok(RESPONSE_MARKER, add_special_tokens=False).input_ids
+    # As the official code: one joint encoding with special tokens, split at the prompt's length; the
+    # direct context is the marker with the prompt's own ending, also with special tokens.
+    joint = tok(format_prompt(RECORDS[0]) + RECORDS[0].output).input_ids
+    assert pairs[0][0] + pairs[0][1] == joint and pairs[0][0] == tok(format_prompt(RECORDS[0])).input_ids
+    assert pairs[1][0] == tok(RESPONSE_MARKER + "\n").input_ids
     assert pairs[0][1] == pairs[1][1]  # the same answer tokens in both scores
     batched = answer_losses(model, pairs, batch_size=4, pad_id=tok.pad_token_id)
     prefixes = template_prefixes(tok)
@@ -79,3 +82,59 @@ def test_the_instruction_helps_a_real_model(smollm2) -> None:
     assert [s.id for s in result] == ["a", "b", "c"]
     assert all(0 < s.ifd < 1 for s in result)
     assert all(s.ifd_ppl == pytest.approx(math.exp(s.conditioned - s.direct)) for s in result)
+
+
+def sentencepiece_like_tokenizer():
+    """A Llama-like tokenizer built offline: Metaspace pre-tokenizer (a leading ``▁`` on a text's first
+    word) and a BOS added to every encoding."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from data.instructions.template import PROMPT_NO_INPUT, PROMPT_WITH_INPUT
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    texts = [PROMPT_WITH_INPUT, PROMPT_NO_INPUT] + [f"{r.instruction} {r.input} {r.output}" for r in RECORDS]
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="</s>"
+    )
+
+
+def test_both_contexts_get_bos_and_the_answer_is_split_from_one_encoding() -> None:
+    """Before: the direct context "### Response:" had no BOS, ended without the prompt's newline, and the
+    answer was tokenized apart (a spurious leading ``▁`` on a SentencePiece tokenizer)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    tok = sentencepiece_like_tokenizer()
+    bos = tok.bos_token_id
+    pairs = encode_pairs(tok, RECORDS, max_length=512)
+    for k, record in enumerate(RECORDS):
+        (context, answer), (direct, direct_answer) = pairs[2 * k], pairs[2 * k + 1]
+        assert context[0] == bos and direct[0] == bos
+        assert tok.decode(direct, skip_special_tokens=True).strip() == RESPONSE_MARKER
+        assert context + answer == tok(format_prompt(record) + record.output).input_ids
+        assert answer == direct_answer and len(answer) > 0
+        assert answer != tok(record.output, add_special_tokens=False).input_ids  # no spurious leading ▁
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    model = AutoModelForCausalLM.from_config(config).eval()
+    prefixes = template_prefixes(tok)
+    assert all(any(c[: len(p)] == p for p in prefixes) for c, _ in pairs)  # every pair takes the fast path
+    plain = answer_losses(model, pairs, batch_size=2, pad_id=tok.pad_token_id)
+    reused = answer_losses(model, pairs, batch_size=2, pad_id=tok.pad_token_id, prefixes=prefixes)
+    assert reused == pytest.approx(plain, abs=1e-5)
+    scored = ifd_scores(model, tok, RECORDS, batch_size=2)
+    assert [s.direct for s in scored] == pytest.approx(plain[1::2], abs=1e-5)

@@ -257,3 +257,44 @@ def test_composition_hand_computed():
     assert shares["corrupted_share"] == pytest.approx(0.4)
     assert shares["kind_share"] == pytest.approx({"wrong": 0.2, "irrelevant": 0.0, "truncated": 0.2})
     assert composition([])["count"] == 0
+
+
+# ---------------------------------------------------------------- the four test sets (issue 13)
+
+
+def test_the_four_official_test_sets_load_in_their_own_schemas(tmp_path) -> None:
+    from data.instructions.test_sets import OFFICIAL_URLS, SCHEMAS, load_test_set, load_test_sets
+    from tests.paper.standins import official_test_sets
+
+    files = official_test_sets(tmp_path, n=4)
+    raw = {name: [json.loads(line) for line in path.read_text().splitlines()] for name, path in files.items()}
+    records = load_test_sets({name: str(path) for name, path in files.items()})
+    assert [r.family for r in records] == [n for n in SCHEMAS for _ in range(4)]
+    by_set = {name: [r for r in records if r.family == name] for name in SCHEMAS}
+    assert [r.instruction for r in by_set["vicuna"]] == [x["text"] for x in raw["vicuna"]]
+    assert [r.instruction for r in by_set["koala"]] == [x["prompt"] for x in raw["koala"]]
+    assert [r.instruction for r in by_set["wizardlm"]] == [x["Instruction"] for x in raw["wizardlm"]]
+    sinstruct = by_set["sinstruct"]
+    assert [r.instruction for r in sinstruct] == [x["instruction"] for x in raw["sinstruct"]]
+    assert [r.input for r in sinstruct] == [x["instances"][0]["input"] for x in raw["sinstruct"]]
+    assert by_set["vicuna"][0].id == "vicuna/1" and by_set["koala"][0].id == "koala/koala_1"
+    assert all(r.reference is None and r.output == "" for r in records)
+    assert len(load_test_set("koala", str(files["koala"]), limit=2)) == 2
+    assert {name: s.size for name, s in SCHEMAS.items()} == {
+        "vicuna": 80,
+        "koala": 180,
+        "wizardlm": 218,
+        "sinstruct": 252,
+    }
+    assert OFFICIAL_URLS["vicuna"].endswith("/evaluation/test_data/vicuna_test_set.jsonl")
+
+
+def test_a_test_set_in_another_schema_is_refused_with_its_file_and_line(tmp_path) -> None:
+    from data.instructions.test_sets import TestSetError, load_test_set
+
+    path = tmp_path / "koala.jsonl"
+    path.write_text(json.dumps({"id": 1, "prompt": "hi"}) + "\n" + json.dumps({"id": 2, "text": "x"}) + "\n")
+    with pytest.raises(TestSetError, match=r"koala.jsonl, line 2.*'prompt'.*id, text"):
+        load_test_set("koala", str(path))
+    with pytest.raises(TestSetError, match="does not exist"):
+        load_test_set("vicuna", str(tmp_path / "missing.jsonl"))

@@ -16,8 +16,15 @@ from tests.test_llm_client import scripted_server, url
     ("text", "scores"),
     [
         ("8 6\nAssistant 1 is better.", (8.0, 6.0)),
-        ("\n  Scores: 7.5, 9\n...", (7.5, 9.0)),
-        ("Assistant 1: 3  Assistant 2: 4", (1.0, 3.0)),  # the first two numbers on the line, as written
+        ("\n  7.5, 9\n...", (7.5, 9.0)),  # leading blank line, comma separator, as the official split
+        ("8,7\nreasons", (8.0, 7.0)),
+        # Labelled or fractional first lines are errors, as in the official parse_score: never (1, 8)
+        # or (8, 10), which counted as parsed and cancelled into ties.
+        ("Assistant 1: 8, Assistant 2: 7", None),
+        ("8/10 and 7/10", None),
+        ("Scores: 7.5, 9", None),
+        ("8 7 6", None),  # three values are not a pair
+        ("nan 7", None),
         ("I think both are fine.", None),
         ("10\n9", None),  # one number on the first line is not a pair
     ],
@@ -61,4 +68,16 @@ def test_both_orders_cancel_a_judge_that_always_prefers_assistant_one(tmp_path: 
     save_verdicts(tmp_path / "verdicts.jsonl", verdicts)
     rows = [json.loads(line) for line in (tmp_path / "verdicts.jsonl").read_text().splitlines()]
     assert rows[0]["ours_first"] == [8.0, 5.0] and rows[1]["verdict"] == "tie"
+    server.shutdown()
+
+
+def test_labelled_replies_count_in_the_unparsed_share() -> None:
+    """Before, "Assistant 1: 8, Assistant 2: 7" parsed as (1, 8): a loss in one order, a win in the other,
+    silently a tie. Now both orders are unparsed and the share says so."""
+    server = scripted_server([(200, 0.0)])
+    server.reply = "Assistant 1: 8, Assistant 2: 7\nreasons"
+    client = LLMClient(OpenAIBackend(url(server), model="judge"))
+    verdicts = judge_pairs(client, ["q1"], ["ours"], ["ref"])
+    assert (verdicts[0].outcome_first, verdicts[0].outcome_second) == ("unparsed", "unparsed")
+    assert verdicts[0].ours_first is None and summarize(verdicts)["judge_unparsed_share"] == pytest.approx(1.0)
     server.shutdown()

@@ -211,3 +211,65 @@ def test_inferred_spec_without_report(tmp_path, capsys):
     assert "IQM" not in text.split("## Runs")[0]
     assert "All 2 runs completed." in text
     assert (tmp_path / "out" / "curves.png").is_file()
+
+
+def _failed_record(**fields: object) -> dict:
+    return {
+        "method": "erc",
+        "env": "cartpole_fly",
+        "scale": "smoke",
+        "seed": 0,
+        "status": "failed",
+        "metrics": {},
+        "curves": {},
+        "overrides": ["method=erc", "env.task=cartpole_fly"],
+        "config": {"method": {"name": "erc"}, "seed": 0, "report": None},
+        **fields,
+    }
+
+
+def test_failure_reason_is_the_errors_message_not_the_last_traceback_line(tmp_path, capsys):
+    """Issue 18.14: the traceback of a Hydra-wrapped error ends in "full_key: env"; the report gives the
+    message (which names the valid tasks). Records from before error_message keep the old reason."""
+    from runners.report import failure_reason
+
+    trace = "Traceback (most recent call last):\n  ...\nInstantiationException: in call\nfull_key: env\n"
+    message = "ValueError: env.task='cartpole_fly' is not a DMControl task;\nvalid tasks: cartpole_swingup"
+    sweep = tmp_path / "sweep"
+    for name, record in [
+        ("new", _failed_record(error=trace, error_message=message)),
+        ("old", _failed_record(error=trace, seed=1)),
+    ]:
+        (sweep / name).mkdir(parents=True)
+        (sweep / name / "results.json").write_text(json.dumps(record))
+    assert main([str(sweep), "--out", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "— failed: ValueError: env.task='cartpole_fly' is not a DMControl task; valid tasks: cartpole_swingup"
+        in text
+    )
+    assert failure_reason({"error": trace}) == ": full_key: env"
+    assert failure_reason({"status": "running"}) == ""
+
+
+@pytest.mark.slow
+def test_a_failed_run_stores_its_message_and_the_report_shows_it(compose, tmp_path, capsys, monkeypatch):
+    """An error inside the run, raised where Hydra instantiates the env (so wrapped, ending in full_key)."""
+    import data.dmc
+    from runners.execute import execute
+
+    def refuse(self, *args: object, **kwargs: object) -> None:
+        raise ValueError("env.task='cartpole_fly' is not a DMControl task; valid tasks: cartpole_swingup")
+
+    monkeypatch.setattr(data.dmc.DMCEnv, "__init__", refuse)
+    run = tmp_path / "sweep" / "bad"
+    with pytest.raises(Exception, match="not a DMControl task"):
+        execute(compose(["method=erc", "scale=smoke", "logger=none"]), out_dir=run)
+    record = json.loads((run / "results.json").read_text())
+    assert record["status"] == "failed" and record["error"].strip().endswith("full_key: env")  # whole
+    assert record["error_message"].startswith("ValueError: env.task='cartpole_fly' is not a DMControl task")
+    assert main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    assert (
+        "failed: ValueError: env.task='cartpole_fly' is not a DMControl task; valid tasks: cartpole_swingup"
+        in (capsys.readouterr().out)
+    )

@@ -152,3 +152,52 @@ def test_file_list_parsing_and_lazy_dataset(tmp_path: Path) -> None:
     (tmp_path / "bad.txt").write_text("imgs/0.png zero\n")
     with pytest.raises(ValueError, match=r"bad\.txt:1"):
         read_file_list(tmp_path / "bad.txt")
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_hub_image_sets_load_from_a_folder_in_the_hubs_layout(compose, tmp_path: Path, name: str) -> None:
+    """data.hub_id takes a local folder laid out as the hub repo (card, parquet, columns); the same
+    load_dataset call decodes it to (N, C, H, W) floats in [0, 1] with the labels of the label column."""
+    from datasets import load_dataset
+
+    from tests.paper.standins import hub_image_repo
+
+    folder = hub_image_repo(tmp_path / name, name, {"train": 24, "test": 12})
+    cfg = compose(["method=scool", f"data={name}", f"data.hub_id={folder}"]).data
+    assert cfg.source == "hub" and cfg.hub_config == ("plain_text" if name == "cifar10" else "cifar100")
+    train, test = load_image_splits(cfg)
+    assert train.images.shape == (24, 3, 32, 32) and test.images.shape == (12, 3, 32, 32)
+    assert (
+        train.images.dtype == torch.float32
+        and 0 <= float(train.images.min()) <= float(train.images.max()) <= 1
+    )
+    assert train.num_classes == (10 if name == "cifar10" else 100)  # from the ClassLabel feature
+    raw = load_dataset(str(folder), cfg.hub_config, split="train")
+    assert train.labels.tolist() == raw[cfg.label_column]
+    pixels = np.asarray(raw[3][cfg.image_column], dtype=np.float32).transpose(2, 0, 1) / 255
+    np.testing.assert_allclose(train.images[3].numpy(), pixels, atol=1e-6)
+
+
+def test_hub_source_names_a_missing_column(tmp_path: Path) -> None:
+    from tests.paper.standins import hub_image_repo
+
+    folder = hub_image_repo(tmp_path / "c", "cifar100", {"train": 4, "test": 4})
+    cfg = ImageDataConfig(name="cifar100", hub_id=str(folder), hub_config="cifar100", label_column="label")
+    with pytest.raises(ValueError, match=r"no column 'label'.*fine_label"):
+        load_image_splits(cfg)
+    with pytest.raises(ValueError, match=r"data\.source"):
+        ImageDataConfig(name="cifar10", source="tfds")
+
+
+def test_preflight_checks_the_image_sets_hub_id_as_a_dataset(monkeypatch, tmp_path: Path) -> None:
+    """An offline data=cifar10 fails before any loading, naming data.hub_id; a local folder passes."""
+    from runners.schemas import register_all
+    from runners.validate import ConfigError, validate_overrides
+
+    register_all()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match=r"data\.hub_id='uoft-cs/cifar10' is a Hugging Face hub dataset"):
+        validate_overrides(["method=scool", "data=cifar10"], check_machine=True)
+    validate_overrides(["method=scool", "data=cifar10", f"data.hub_id={tmp_path}"], check_machine=True)

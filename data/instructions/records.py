@@ -84,15 +84,66 @@ def load_records(source: str, split: str = "train", limit: int | None = None) ->
     (``datasets.load_dataset(source, split=split)``, online only). `split` applies to the hub only.
 
     Ids must be unique: later stages (ratings, scores) are keyed by id, never by position."""
-    suffix = Path(source).suffix.lower()
-    if suffix == ".jsonl":
-        records = list(_read_jsonl(Path(source), limit))
-    elif suffix == ".json":
-        records = _read_json(Path(source), limit)
+    if is_local_source(source):
+        path = check_local_file(source)
+        reader = _read_jsonl(path, limit) if path.suffix.lower() == ".jsonl" else _read_json(path, limit)
+        records = list(reader)
+        if not records and limit != 0:
+            raise ValueError(
+                f"{path.name}: the file holds no records (expected {_FORMATS[path.suffix.lower()]})"
+            )
     else:
         records = _read_hub(source, split, limit)
     _check_unique_ids(records, source)
     return records
+
+
+DATA_SUFFIXES = (".json", ".jsonl")
+_FORMATS = {".json": "a JSON list of records", ".jsonl": "one JSON record a line"}
+# Suffixes that mark a name as a file even when it does not exist (a hub id has none of them).
+_FILE_SUFFIXES = (
+    *DATA_SUFFIXES,
+    ".csv",
+    ".tsv",
+    ".parquet",
+    ".arrow",
+    ".txt",
+    ".gz",
+    ".zip",
+    ".xlsx",
+    ".yaml",
+)
+
+
+def is_local_source(source: str) -> bool:
+    """A file path rather than a hub dataset id (``name`` or ``org/name``): it exists, starts like a
+    path (``.``, ``/``, ``~``), has more than one ``/`` or ends in a file suffix."""
+    path = Path(source).expanduser()
+    return (
+        path.exists()
+        or source.startswith((".", "/", "~"))
+        or source.count("/") > 1
+        or path.suffix.lower() in _FILE_SUFFIXES
+    )
+
+
+def check_local_file(source: str) -> Path:
+    """The path of a local data file that exists, is a readable file and has a suffix we read;
+    otherwise a ValueError saying which of these fails and what would be valid."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise ValueError(f"no such file: {source} (looked in {Path.cwd()})")
+    if not path.is_file():
+        raise ValueError(f"{source} is not a file")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{source} is not readable (permission denied)")
+    if path.suffix.lower() not in DATA_SUFFIXES:
+        raise ValueError(
+            f"{path.name}: unsupported suffix {path.suffix or '(none)'!r}; a data file is .json "
+            "(a JSON list of records) or .jsonl (one JSON record a line), each record with "
+            "'instruction', 'output' and optionally 'input'"
+        )
+    return path
 
 
 def save_records(path: str | os.PathLike[str], records: Iterable[InstructionRecord]) -> None:
@@ -111,8 +162,8 @@ def _read_jsonl(path: Path, limit: int | None) -> Iterator[InstructionRecord]:
             if not line.strip():
                 continue
             where = f"{path.name}: line {line_no}"
-            try:
-                obj = json.loads(line)
+            try:  # without its line end, or an error at the end of the line is reported at column 1
+                obj = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as e:
                 raise ValueError(f"{where}: invalid JSON ({e.msg}, column {e.colno})") from e
             yield record_from_dict(obj, str(count), where)
@@ -124,6 +175,8 @@ def _read_json(path: Path, limit: int | None) -> list[InstructionRecord]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
+        if not text.strip():
+            raise ValueError(f"{path.name}: the file is empty (expected {_FORMATS['.json']})") from None
         raise ValueError(f"{path.name}: line {e.lineno}: invalid JSON ({e.msg}, column {e.colno})") from e
     if not isinstance(data, list):
         raise ValueError(f"{path.name}: expected a JSON list of records, got {type(data).__name__}")

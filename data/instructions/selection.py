@@ -9,6 +9,7 @@ scores, the selected ids, the tuned adapter, predictions) and a re-run skips the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from typing import Any
@@ -18,11 +19,19 @@ from omegaconf import OmegaConf
 from data.instructions.generated import composition, exact_match, generate, generate_eval
 from data.instructions.records import InstructionRecord, load_records, save_records
 from data.instructions.template import question_text
+from data.instructions.test_sets import load_test_sets
 from data.instructions.tuning import generate_answers, tune
 from data.llm.loader import load_causal_lm
 from runners.atomic import write_atomic, write_json_atomic
 from runners.context import RunContext
 from runners.contract import PipelineMethod, Stage
+from runners.validate import ConfigError
+
+
+class NothingSelected(ConfigError):
+    """A stage produced no records (an empty data file, a grader with no parsable score, an arm that kept
+    nothing): raised by that stage, naming the file or the cause, instead of a cryptic failure in tune.
+    A ConfigError: the way out is another setting, so run.py prints it without a traceback."""
 
 
 def write_jsonl(path: Any, rows: list[dict[str, Any]]) -> None:
@@ -50,23 +59,66 @@ class SelectionPipeline(PipelineMethod):
         """The ids the configured arm trains on (not called for ``arm=full``)."""
         raise NotImplementedError
 
+    def why_nothing_selected(self, ctx: RunContext, train: list[InstructionRecord]) -> str:
+        """Why the arm kept no record (for the select stage's error); methods say more."""
+        return "the arm's rule kept none of them"
+
     # ------------------------------------------------------------------ helpers
 
     def base_model(self, ctx: RunContext) -> Any:
         return load_causal_lm(OmegaConf.to_object(ctx.cfg.model))
 
+    def trainable_model(self, ctx: RunContext) -> Any:
+        """The base model to fine-tune. A full fine-tune loads fp32 weights (its fp32 masters: a hub
+        checkpoint in fp16 rounded to a bf16 ``model.dtype`` would lose bits before training starts) on
+        the configured device; the compute dtype is ``hardware.precision`` (bf16-mixed at paper scale).
+        LoRA keeps the frozen base in ``model.dtype``: only its adapter trains (in fp32)."""
+        model_cfg = OmegaConf.to_object(ctx.cfg.model)
+        if self.cfg.tuning.mode == "full":
+            model_cfg = dataclasses.replace(model_cfg, dtype="float32")
+        return load_causal_lm(model_cfg)
+
+    def save_tuned(self, ctx: RunContext, model: Any, tokenizer: Any, name: str) -> None:
+        """Save a tuned model (or its LoRA adapter) as stage ``name``'s artefact. Full weights are saved in
+        ``model.dtype`` (the dtype every later stage loads them in) with the tokenizer, so the folder is a
+        complete model that ``adapter`` reloads alone."""
+        path = ctx.out_dir / name
+        if self.cfg.tuning.mode == "full":
+            dtype = ctx.cfg.model.dtype
+            if dtype not in ("auto", "float32"):
+                import torch
+
+                model = model.to(getattr(torch, dtype))
+            tokenizer.save_pretrained(str(path))
+        model.save_pretrained(str(path))
+
     def records(self, ctx: RunContext, name: str) -> list[InstructionRecord]:
         return load_records(str(ctx.out_dir / f"{name}.jsonl"))
 
     def adapter(self, ctx: RunContext, name: str) -> tuple[Any, Any]:
-        """The base model with the LoRA adapter saved by stage ``name`` (or fully tuned weights)."""
-        lm = self.base_model(ctx)
+        """The model tuned by stage ``name``: the base model with its LoRA adapter, or the fully tuned
+        weights loaded once, directly, in the configured ``model.dtype`` and ``model.device_map`` (no
+        base model first, no fp32 copy on the CPU)."""
         path = ctx.out_dir / name
         if self.cfg.tuning.mode == "lora":
             from peft import PeftModel
 
+            lm = self.base_model(ctx)
             return PeftModel.from_pretrained(lm.model, str(path)).eval(), lm.tokenizer
-        return type(lm.model).from_pretrained(str(path)).eval(), lm.tokenizer
+        model_cfg = OmegaConf.to_object(ctx.cfg.model)
+        if not (path / "tokenizer_config.json").exists():  # saved before save_tuned kept the tokenizer
+            from transformers import AutoTokenizer
+
+            from data.llm.loader import resolve
+
+            AutoTokenizer.from_pretrained(resolve(model_cfg), revision=model_cfg.revision).save_pretrained(
+                str(path)
+            )
+        local = dataclasses.replace(
+            model_cfg, name=str(path), source="hub", package=None, gguf_file=None, revision=None
+        )
+        lm = load_causal_lm(local)
+        return lm.model.eval(), lm.tokenizer
 
     @staticmethod
     def random_ids(train: list[InstructionRecord], n: int, seed: int) -> list[str]:
@@ -79,21 +131,37 @@ class SelectionPipeline(PipelineMethod):
         if cfg.data == "generated":
             train = generate(cfg.n_train, seed=ctx.seed, corrupt_share=cfg.corrupt_share)
             held_out = generate_eval(cfg.eval_per_family, seed=ctx.seed)
-        else:  # real data has no held-out checkable answers: the judge evaluates it
+        else:  # real data has no held-out checkable answers: the judge evaluates the test sets' answers
             train, held_out = load_records(cfg.data, limit=cfg.n_train), []
+        # the open-ended test sets (the papers' Vicuna, Koala, WizardLM, Self-Instruct), no references
+        held_out += load_test_sets(dict(cfg.test_sets), cfg.test_limit)
+        if not train:
+            raise NothingSelected(
+                f"method.data={cfg.data!r} has no records: the data stage produced 0 training records, "
+                "so there is nothing to select or tune on. Point method.data at a .json/.jsonl file "
+                "with at least one record, or use method.data=generated."
+            )
         save_records(ctx.out_dir / "train.jsonl", train)
         save_records(ctx.out_dir / "eval.jsonl", held_out)
-        return {
+        summary = {
             "n_train": len(train),
             "n_eval": len(held_out),
             "train_corrupted_share": composition(train)["corrupted_share"],
         }
+        for name in cfg.test_sets:
+            summary[f"n_test_{name}"] = sum(r.family == name for r in held_out)
+        return summary
 
     def stage_select(self, ctx: RunContext) -> dict[str, Any]:
         train = self.records(ctx, "train")
         ids = [r.id for r in train] if self.cfg.arm == "full" else self.selected_ids(ctx, train)
         write_json_atomic(ctx.out_dir / "selection.json", ids)
         chosen = [r for r in train if r.id in set(ids)]
+        if not chosen:
+            raise NothingSelected(
+                f"the select stage kept 0 of {len(train)} records for method.arm={self.cfg.arm}: "
+                f"{self.why_nothing_selected(ctx, train)}"
+            )
         mix = composition(chosen)
         return {
             "n_selected": len(chosen),
@@ -102,7 +170,7 @@ class SelectionPipeline(PipelineMethod):
         }
 
     def stage_tune(self, ctx: RunContext) -> dict[str, Any]:
-        cfg, lm = self.cfg, self.base_model(ctx)
+        cfg, lm = self.cfg, self.trainable_model(ctx)
         ids = set(json.loads((ctx.out_dir / "selection.json").read_text()))
         chosen = [r for r in self.records(ctx, "train") if r.id in ids]
         model = tune(
@@ -113,8 +181,10 @@ class SelectionPipeline(PipelineMethod):
             ctx.seed,
             ctx.cfg.hardware.accelerator,
             cfg.train_steps,
+            precision=str(ctx.cfg.hardware.precision),
+            template=cfg.template,
         )
-        model.save_pretrained(str(ctx.out_dir / "tuned"))
+        self.save_tuned(ctx, model, lm.tokenizer, "tuned")
         return {"tuned_on": len(chosen)}
 
     def stage_evaluate(self, ctx: RunContext) -> dict[str, Any]:
@@ -124,8 +194,14 @@ class SelectionPipeline(PipelineMethod):
         if not held_out:
             return {}
         model, tokenizer = self.adapter(ctx, "tuned")
-        answers = generate_answers(model, tokenizer, held_out, self.cfg.max_new_tokens)
-        hits = [exact_match(a, r.reference or r.output) for a, r in zip(answers, held_out, strict=True)]
+        answers = generate_answers(
+            model, tokenizer, held_out, self.cfg.max_new_tokens, template=self.cfg.template
+        )
+        # exact match where a reference exists (the generated tasks); test-set items have none (None)
+        hits = [
+            exact_match(a, r.reference or r.output) if (r.reference or r.output) else None
+            for a, r in zip(answers, held_out, strict=True)
+        ]
         rows = [
             {
                 "id": r.id,
@@ -138,11 +214,42 @@ class SelectionPipeline(PipelineMethod):
             for r, a, h in zip(held_out, answers, hits, strict=True)
         ]
         write_jsonl(ctx.out_dir / "predictions.jsonl", rows)
-        return {"exact_match": 100.0 * sum(hits) / len(hits)}
+        checked = [h for h in hits if h is not None]
+        summary: dict[str, Any] = {"n_answered": len(rows)}
+        if checked:
+            summary["exact_match"] = 100.0 * sum(checked) / len(checked)
+        return summary
+
+    def stage_reads(self) -> dict[str, tuple[str, ...]]:
+        """The config keys each stage's result depends on (runners.contract.Stage.reads): a stage is
+        reused on resume only if these are unchanged. Subclasses add their scoring stages and extend
+        ``select`` with the keys their ``selected_ids`` reads."""
+        return {
+            "data": (
+                "seed",
+                "method.data",
+                "method.n_train",
+                "method.corrupt_share",
+                "method.eval_per_family",
+                "method.test_sets",
+                "method.test_limit",
+            ),
+            "select": ("seed", "method.arm"),
+            "tune": ("seed", "model", "hardware", "method.tuning", "method.train_steps", "method.template"),
+            "evaluate": (
+                "model",
+                "hardware",
+                "method.tuning.mode",
+                "method.max_new_tokens",
+                "method.template",
+            ),
+        }
 
     def stages(self, ctx: RunContext) -> list[Stage]:
         names = ["data", *self.scoring_stages(), "select", "tune", "evaluate"]
-        return [Stage(name, getattr(self, f"stage_{name}")) for name in names]
+        reads = self.stage_reads()
+        # A stage without declared reads gets None: its identity is the whole config (the safe default).
+        return [Stage(name, getattr(self, f"stage_{name}"), reads.get(name)) for name in names]
 
     def final_metrics(self, summaries: dict[str, dict[str, Any]]) -> dict[str, float]:
         metrics = {}

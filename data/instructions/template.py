@@ -16,6 +16,12 @@ PROMPT_NO_INPUT = (
 )
 # IFD's direct score s(A) conditions the answer on this marker alone: RESPONSE_MARKER + output.
 RESPONSE_MARKER = "### Response:"
+# The WizardLM prompt of the official Cherry code (cherry_seletion/data_analysis.py, data_by_IFD.py
+# ``--prompt wiz``; evaluation/generation/eva_generation.py PROMPT_DICT_WIZARDLM): the instruction, a blank
+# line, the marker. Its "with input" form puts the input on the next line.
+WIZARDLM_NO_INPUT = "{instruction}\n\n### Response:"
+WIZARDLM_WITH_INPUT = "{instruction}\n{input}\n\n### Response:"
+TEMPLATES = ("alpaca", "wizardlm")
 
 
 class _HasInstruction(Protocol):
@@ -23,12 +29,18 @@ class _HasInstruction(Protocol):
     input: str
 
 
-def format_prompt(record: _HasInstruction) -> str:
-    """The prompt that precedes the response. A whitespace-only input counts as no input, so records
-    from datasets that store an empty context as " " do not get an empty ``### Input:`` block."""
+def format_prompt(record: _HasInstruction, template: str = "alpaca") -> str:
+    """The prompt that precedes the response (``template``: alpaca or wizardlm). A whitespace-only input
+    counts as no input, so records from datasets that store an empty context as " " do not get an
+    empty ``### Input:`` block."""
+    if template not in TEMPLATES:
+        raise ValueError(f"template {template!r} is not one of {', '.join(TEMPLATES)}")
+    with_input, no_input = (
+        (PROMPT_WITH_INPUT, PROMPT_NO_INPUT) if template == "alpaca" else (WIZARDLM_WITH_INPUT, WIZARDLM_NO_INPUT)
+    )
     if record.input.strip():
-        return PROMPT_WITH_INPUT.format(instruction=record.instruction, input=record.input)
-    return PROMPT_NO_INPUT.format(instruction=record.instruction)
+        return with_input.format(instruction=record.instruction, input=record.input)
+    return no_input.format(instruction=record.instruction)
 
 
 def question_text(record: _HasInstruction) -> str:

@@ -20,9 +20,11 @@ from data.instructions.records import InstructionRecord
 from data.instructions.template import format_prompt
 
 
-def encode(tokenizer: Any, record: InstructionRecord, max_length: int) -> dict[str, list[int]]:
+def encode(
+    tokenizer: Any, record: InstructionRecord, max_length: int, template: str = "alpaca"
+) -> dict[str, list[int]]:
     """Prompt tokens labelled -100 (ignored), response + EOS tokens labelled with themselves."""
-    prompt = tokenizer(format_prompt(record)).input_ids
+    prompt = tokenizer(format_prompt(record, template)).input_ids
     response = [*tokenizer(record.output, add_special_tokens=False).input_ids, tokenizer.eos_token_id]
     ids = (prompt + response)[:max_length]
     labels = ([-100] * len(prompt) + response)[:max_length]
@@ -46,10 +48,15 @@ def collate(batch: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, tor
 
 class InstructionData(lightning.LightningDataModule):
     def __init__(
-        self, records: Sequence[InstructionRecord], tokenizer: Any, cfg: TuningConfig, seed: int
+        self,
+        records: Sequence[InstructionRecord],
+        tokenizer: Any,
+        cfg: TuningConfig,
+        seed: int,
+        template: str = "alpaca",
     ) -> None:
         super().__init__()
-        self.items = [encode(tokenizer, r, cfg.max_length) for r in records]
+        self.items = [encode(tokenizer, r, cfg.max_length, template) for r in records]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.cfg, self.seed = cfg, seed
 
@@ -109,14 +116,19 @@ def generate_answers(
     records: Sequence[InstructionRecord],
     max_new_tokens: int = 32,
     batch_size: int = 16,
+    template: str = "alpaca",
 ) -> list[str]:
-    """Greedy answers to each record's Alpaca prompt (left-padded batches)."""
+    """Greedy answers to each record's prompt (left-padded batches), as the official generation scripts
+    (greedy ``model.generate``; they cap prompt + answer at 1024 tokens, we cap the answer)."""
     answers: list[str] = []
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     try:
         for start in range(0, len(records), batch_size):
-            prompts = [format_prompt(r) for r in records[start : start + batch_size]]
-            batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+            prompts = [format_prompt(r, template) for r in records[start : start + batch_size]]
+            # input ids and mask only: a tokenizer that also returns token_type_ids breaks Llama's generate
+            batch = tokenizer(prompts, return_tensors="pt", padding=True, return_token_type_ids=False).to(
+                model.device
+            )
             out = model.generate(
                 **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
             )
@@ -127,6 +139,21 @@ def generate_answers(
     return answers
 
 
+def fp32_master_weights(model: Any) -> Any:
+    """Upcast every trainable floating-point parameter held in 16 bits to fp32, in place.
+
+    AdamW on bf16 parameters rounds each small update away (at lr 2e-5 a weight of size 0.02 moves less
+    than half a bf16 ulp per step), so full fine-tuning keeps fp32 master weights and computes in 16 bits
+    under autocast (``precision=bf16-mixed``), as HF Trainer with ``--bf16`` on an fp32-loaded model does
+    (the official Alpaca/Cherry/AlpaGasus train.py load fp32 and train with ``--bf16 True``)."""
+    half = (torch.float16, torch.bfloat16)
+    if any(p.requires_grad and p.dtype in half for p in model.parameters()):
+        for p in model.parameters():
+            if p.requires_grad and p.dtype in half:
+                p.data = p.data.float()
+    return model
+
+
 def tune(
     model: Any,
     tokenizer: Any,
@@ -135,19 +162,32 @@ def tune(
     seed: int,
     accelerator: str = "cpu",
     max_steps: int | None = None,
+    precision: str = "32-true",
+    template: str = "alpaca",
 ) -> Any:
     """Fine-tune ``model`` on ``records`` and return the tuned model (a PEFT model in LoRA mode).
 
     ``max_steps`` fixes the number of optimizer steps whatever the data size (equal-compute comparisons
-    of data selections); otherwise ``cfg.epochs`` epochs are run.
+    of data selections); otherwise ``cfg.epochs`` epochs are run. ``precision`` is Lightning's
+    (``hardware.precision``: ``32-true``, ``bf16-mixed``, ...); the trained parameters are fp32 masters
+    whatever the dtype the model was loaded in (``fp32_master_weights``), so a full fine-tune returns
+    fp32 weights: the caller casts them for saving. Gradients are clipped at ``cfg.max_grad_norm``
+    (1.0: HF Trainer's default ``max_grad_norm``, which the official train.py scripts keep).
     """
+    if not records:  # the stage that selected nothing says why; this is the last guard before Lightning
+        raise ValueError("tune: no records to train on (the selection is empty)")
     lightning.seed_everything(seed, verbose=False)
-    data = InstructionData(records, tokenizer, cfg, seed)
+    data = InstructionData(records, tokenizer, cfg, seed, template)
     total = max_steps if max_steps is not None else cfg.epochs * math.ceil(len(records) / cfg.batch_size)
     tuner = InstructionTuner(model, cfg, total_steps=total)
+    fp32_master_weights(tuner.model)  # after LoRA wrapping: only the trainable parameters are upcast
+    tuner.model.train()  # from_pretrained returns eval mode (dropout off); HF Trainer trains in train mode
     trainer = lightning.Trainer(
         accelerator=accelerator,
         devices=1,
+        precision=precision,
+        gradient_clip_val=cfg.max_grad_norm,
+        gradient_clip_algorithm="norm",
         max_epochs=-1 if max_steps is not None else cfg.epochs,
         max_steps=max_steps if max_steps is not None else -1,
         accumulate_grad_batches=cfg.batch_size // cfg.micro_batch_size,

@@ -30,6 +30,24 @@ def observing(observer: Callable[[int, Tensor], None]) -> Iterator[None]:
         _observer.reset(token)
 
 
+def _mask_for_keys(attention_mask: Tensor, kv_len: int) -> Tensor:
+    """The mask's columns for the ``kv_len`` keys this call attends to, aligned at the right.
+
+    The keys are the kept cache entries followed by this call's ``q_len`` new tokens, so the new tokens
+    are always the last ``q_len`` columns. Models that size the mask with the cache's ``get_mask_sizes``
+    (Llama family, GPT-NeoX) give exactly ``kv_len`` columns. OPT (transformers 4.57,
+    ``OPTDecoder._update_causal_mask``) ignores it and gives one column per token *seen* plus the new
+    ones; its causal part sits in the last columns, so keeping the first ``kv_len`` columns after an
+    eviction would let a multi-token chunk see its own later tokens. Right-aligned, every kept entry
+    (all older than this call's queries) is visible and the new tokens are causal, for every family.
+    Padding is not mapped to evicted positions: callers feed unpadded rows (every H2O path does).
+    """
+    width = attention_mask.shape[-1]
+    if width < kv_len:
+        raise ValueError(f"attention mask has {width} key columns for {kv_len} keys")
+    return attention_mask[..., width - kv_len :]
+
+
 def observed_attention(
     module: torch.nn.Module,
     query: Tensor,
@@ -46,7 +64,7 @@ def observed_attention(
     q = query.reshape(batch, kv_heads, groups * q_len, head_dim)
     scores = (q @ key.transpose(-1, -2) * scaling).view(batch, kv_heads, groups, q_len, kv_len)
     if attention_mask is not None:
-        scores = scores + attention_mask[:, :, None, :, :kv_len]
+        scores = scores + _mask_for_keys(attention_mask, kv_len)[:, :, None]
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
     out = weights.view(batch, kv_heads, groups * q_len, kv_len) @ value

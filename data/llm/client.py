@@ -6,6 +6,12 @@
 
 Every response is cached on disk; HTTP calls run concurrently with timeouts and capped exponential
 back-off. ``calls`` counts real backend calls, so a fully cached re-run can be checked to make none.
+
+A dead endpoint fails fast: the workers share one back-off (a failure pauses every request, and one
+warning is logged per retry round, not per request), and after ``down_after`` consecutive rounds of
+connection failures the endpoint is judged down: the queue is cancelled and one ``EndpointDown`` says
+which endpoint, how many replies are cached and how to resume. Without the shared rounds each of 1,000
+queued requests ran its own ~31 s of retries.
 """
 
 from __future__ import annotations
@@ -36,7 +42,45 @@ class ChatRequest:
 
 
 class RetryableError(RuntimeError):
-    """A failure worth retrying (connection, timeout, rate limit, server error)."""
+    """A failure worth retrying (connection, timeout, rate limit, server error). ``connection``: no answer
+    came back at all (refused, reset, timed out), the kind that says the endpoint may be down."""
+
+    def __init__(self, message: str, connection: bool = False) -> None:
+        super().__init__(message)
+        self.connection = connection
+
+
+class EndpointDown(RuntimeError):
+    """The endpoint stopped answering (or a request ran out of retries); the queue was cancelled.
+    The message names the endpoint, the model, the replies cached so far and how to resume."""
+
+
+class RequestRejected(RuntimeError):
+    """The endpoint answered a request with a client error (4xx other than 408/429): retrying the same
+    request cannot help. ``status``: the HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ModelUnavailable(EndpointDown):
+    """The endpoint refuses the model itself (it does not exist or was retired, 404; the key is wrong or
+    lacks access, 401/403; or it rejects even a one-token request): found by the probe before any record
+    is sent, or by the first record that meets it. The message names the model and the endpoint."""
+
+
+# Statuses that condemn one request only (its prompt is too long, malformed, refused by a filter): the
+# error is recorded against that request and the batch goes on. Other 4xx (401, 403, 404) condemn the
+# model or the key: the whole batch stops with ModelUnavailable.
+PER_REQUEST_STATUSES = (400, 413, 422)
+# The probe sends the first uncached requests one at a time until one is answered; this many rejected
+# with a per-request status in a row, and before any success, condemn the model's request format.
+PROBE_REJECTIONS = 3
+
+
+class _Cancelled(Exception):
+    """Raised in a worker whose request was abandoned because the batch already failed."""
 
 
 @dataclass
@@ -72,8 +116,14 @@ class OpenAIBackend:
                 temperature=request.temperature,
                 max_tokens=request.max_tokens,
             )
-        except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as ex:
+        except openai.APIConnectionError as ex:  # includes APITimeoutError: no answer at all
+            raise RetryableError(f"{type(ex).__name__}: {ex}", connection=True) from ex
+        except (openai.RateLimitError, openai.InternalServerError) as ex:
             raise RetryableError(f"{type(ex).__name__}: {ex}") from ex
+        except openai.APIStatusError as ex:
+            if ex.status_code in (408, 409) or ex.status_code >= 500:  # timeout, conflict, odd 5xx: retry
+                raise RetryableError(f"{type(ex).__name__}: {ex}") from ex
+            raise RequestRejected(f"HTTP {ex.status_code} {type(ex).__name__}: {ex}", ex.status_code) from ex
         return out.choices[0].message.content or ""
 
 
@@ -129,6 +179,13 @@ class LocalBackend:
 
 
 class LLMClient:
+    """Cached, concurrent completions with one shared back-off and a dead-endpoint breaker.
+
+    ``down_after``: the endpoint is judged down after this many consecutive retry rounds of connection
+    failures (a round: the failures of the requests in flight together count once). With the default
+    back-off (1, 2, 4, 8 s) that is about 15 s after the endpoint stops answering, whatever the queue size.
+    """
+
     def __init__(
         self,
         backend: OpenAIBackend | LocalBackend,
@@ -137,31 +194,151 @@ class LLMClient:
         max_retries: int = 5,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 30.0,
+        down_after: int = 5,
+        probe: bool = True,
     ) -> None:
         self.backend, self.cache, self.concurrency = backend, cache, concurrency
         self.max_retries, self.backoff_base_s, self.backoff_max_s = max_retries, backoff_base_s, backoff_max_s
+        self.down_after = down_after
+        # probe: the first uncached HTTP request goes alone, before the rest of the queue, so a model the
+        # endpoint does not serve fails after one request (named), not after the queue was sent. The
+        # probe is a real request of the batch (answered, cached, counted): it costs nothing extra.
+        self.probe, self.probed = probe, False
+        # Requests of the last ``complete`` rejected with a per-request client error: index -> message.
+        # Their reply is "" and nothing is cached, so a re-run asks again.
+        self.errors: dict[int, str] = {}
         self.calls = 0
         self._count = threading.Lock()
+        self._new_batch()
+
+    def _new_batch(self) -> None:
+        """Reset the shared retry state (one ``complete`` call at a time shares it)."""
+        self._stop = threading.Event()
+        self._retry_at = 0.0  # monotonic time before which no request is sent (the current round's pause)
+        self._round_began = 0.0  # when the current round's first failure came back
+        self._rounds = 0  # consecutive failed rounds; a success resets
+        self._down_rounds = 0  # of which consecutive rounds of connection failures
+        self._failed_attempts = 0
+
+    def _wait_turn(self) -> None:
+        """Wait out the shared pause; raise _Cancelled once the batch has failed."""
+        while True:
+            if self._stop.is_set():
+                raise _Cancelled
+            remaining = self._retry_at - time.monotonic()
+            if remaining <= 0:
+                return
+            self._stop.wait(remaining)
+
+    def _failed(self, started: float, ex: RetryableError, last: bool = False) -> bool:
+        """Count a failed attempt that started at ``started``; True when the endpoint is judged down.
+
+        A failure of an attempt that started before the current round's pause ended belongs to that
+        round: it adds no count and no warning (requests failing together are one retry burst)."""
+        with self._count:
+            self._failed_attempts += 1
+            if started < self._retry_at:
+                return False
+            self._rounds += 1
+            self._round_began = time.monotonic()
+            self._down_rounds = self._down_rounds + 1 if ex.connection else 0
+            if self._down_rounds >= self.down_after:
+                return True
+            if last:  # the request gives up: no retry to announce
+                return False
+            delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** (self._rounds - 1))
+            self._retry_at = time.monotonic() + delay
+            log.warning(
+                "%s: %s; retrying in %.1f s (retry round %d%s)",
+                self.backend.identity,
+                ex,
+                delay,
+                self._rounds,
+                f"; judged down after {self.down_after} rounds of connection failures"
+                if ex.connection
+                else "",
+            )
+            return False
 
     def _with_retries(self, request: ChatRequest) -> str:
         for attempt in range(self.max_retries + 1):
+            self._wait_turn()
+            started = time.monotonic()
             try:
                 with self._count:
                     self.calls += 1
-                return self.backend.complete(request)
+                text = self.backend.complete(request)
             except RetryableError as ex:
-                if attempt == self.max_retries:
-                    raise RuntimeError(
-                        f"{self.backend.identity}: gave up after {attempt + 1} attempts: {ex}"
+                if self._failed(started, ex, last=attempt == self.max_retries):
+                    raise _Failure(
+                        f"{self.down_after} consecutive retry rounds of connection failures "
+                        f"({self._failed_attempts} failed attempts; last: {ex})"
                     ) from ex
-                delay = min(self.backoff_max_s, self.backoff_base_s * 2**attempt)
-                log.warning("%s: %s; retrying in %.1f s", self.backend.identity, ex, delay)
-                time.sleep(delay)
+                if attempt == self.max_retries:
+                    raise _Failure(f"a request gave up after {attempt + 1} attempts: {ex}") from ex
+                continue
+            with self._count:
+                if started >= self._round_began:  # up after the last failure, not just before it
+                    self._rounds = self._down_rounds = 0
+            return text
         raise AssertionError("unreachable")
+
+    def _stopped_message(self, why: str, done: int, total: int, started: float) -> str:
+        backend = self.backend
+        where = getattr(backend, "base_url", None) or "the default OpenAI endpoint"
+        model = getattr(backend, "model", backend.identity)
+        cached = f" in {self.cache.path}" if self.cache is not None else " nowhere (no response cache)"
+        return (
+            f"LLM endpoint {where} (model {model}) is not answering: {why}. Stopped after "
+            f"{time.monotonic() - started:.1f} s and cancelled the {total - done} requests left; "
+            f"{done} of {total} replies are cached{cached}. To resume, re-run the same command once the "
+            f"endpoint is up: cached replies are kept and never requested again."
+        )
+
+    def _refused(self, ex: RequestRejected, when: str) -> ModelUnavailable:
+        backend = self.backend
+        where = getattr(backend, "base_url", None) or "the default OpenAI endpoint"
+        model = getattr(backend, "model", backend.identity)
+        hint = {
+            404: "the model does not exist there (or was retired): check the model name",
+            401: "the API key was refused: check the environment variable that holds it",
+            403: "the key has no access to this model",
+        }.get(ex.status, "the endpoint rejects even this request")
+        cached = f"; replies cached so far are kept in {self.cache.path}" if self.cache is not None else ""
+        return ModelUnavailable(f"LLM endpoint {where} refused model {model} {when}: {hint} ({ex}){cached}")
+
+    def _probe(self, requests: Sequence[ChatRequest], todo: list[int], store: Any) -> list[int]:
+        """Send the first of ``todo`` alone (then the next, while they are rejected one by one) before
+        the rest of the queue: a model the endpoint refuses (404, 401, 403) fails here, with the model
+        and endpoint named and the rest unsent. Connection failures get the usual retries. Returns the
+        requests still to send."""
+        self._new_batch()
+        began = time.monotonic()
+        rejected = 0
+        while todo:
+            i, todo = todo[0], todo[1:]
+            try:
+                store(i, self._with_retries(requests[i]))
+            except RequestRejected as ex:
+                if ex.status not in PER_REQUEST_STATUSES or rejected + 1 >= PROBE_REJECTIONS:
+                    when = f"at its first request ({len(todo)} queued requests were not sent)"
+                    raise self._refused(ex, when) from None
+                rejected += 1
+                self.errors[i] = str(ex)
+                continue
+            except _Failure as ex:
+                raise EndpointDown(self._stopped_message(str(ex), 0, len(requests), began)) from None
+            self.probed = True
+            break
+        return todo
 
     def complete(self, requests: Sequence[ChatRequest]) -> list[str]:
         """Responses in request order. Each response is cached as soon as it arrives, so an interrupted
-        run loses nothing it already paid for; cached ones are never sent again."""
+        run loses nothing it already paid for; cached ones are never sent again. Raises EndpointDown
+        (one error, the queue cancelled) when the endpoint stops answering, ModelUnavailable when it
+        refuses the model (404, 401, 403); a request rejected on its own (400, 413, 422) gets "" and
+        its error in ``self.errors`` (by index), and the others go on."""
+        self.errors = {}
         model = self.backend.identity
         keys = [request_key(model, r.messages, r.params()) for r in requests]
         out: list[str | None] = [self.cache.get(k) if self.cache else None for k in keys]
@@ -183,11 +360,56 @@ class LLMClient:
                 ):
                     store(i, text)
         elif todo:
-            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-                futures = {pool.submit(self._with_retries, requests[i]): i for i in todo}
+            if self.probe and not self.probed:
+                todo = self._probe(requests, todo, store)
+            self._new_batch()
+            began = time.monotonic()
+
+            def one(i: int) -> None:  # stores in the worker: a reply is kept even if the batch fails
+                try:
+                    store(i, self._with_retries(requests[i]))
+                except RequestRejected as ex:
+                    if ex.status not in PER_REQUEST_STATUSES:
+                        raise _Refused(ex) from ex
+                    self.errors[i] = str(ex)
+                    log.warning("%s: request %d rejected, recorded and skipped: %s", model, i, ex)
+
+            pool = ThreadPoolExecutor(max_workers=self.concurrency)
+            futures = [pool.submit(one, i) for i in todo]
+            try:
                 for future in as_completed(futures):
-                    store(futures[future], future.result())
+                    try:
+                        future.result()
+                    except _Cancelled:
+                        continue
+            except _Failure as ex:
+                self._stop.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                done = sum(o is not None for o in out)
+                raise EndpointDown(self._stopped_message(str(ex), done, len(requests), began)) from None
+            except _Refused as ex:
+                self._stop.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                done = sum(o is not None for o in out)
+                raise self._refused(ex.rejected, f"after {done} of {len(requests)} replies") from None
+            except BaseException:
+                self._stop.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
         return [o if o is not None else "" for o in out]
+
+
+class _Failure(Exception):
+    """A worker's reason to stop the whole batch (the endpoint is down, or a request ran out of retries)."""
+
+
+class _Refused(Exception):
+    """A worker's reason to stop the whole batch: the endpoint refuses the model or the key."""
+
+    def __init__(self, rejected: RequestRejected) -> None:
+        super().__init__(str(rejected))
+        self.rejected = rejected
 
 
 def local_lm(name: str) -> Any:
@@ -209,4 +431,10 @@ def make_client(cfg: Any, cache_path: str | os.PathLike | None = None) -> LLMCli
         identity = f"local:{cfg.model}"
         backend = LocalBackend(lm.model, lm.tokenizer, identity=identity, batch_size=cfg.batch_size)
     cache = ResponseCache(cache_path) if cache_path is not None else None
-    return LLMClient(backend, cache, concurrency=cfg.concurrency, max_retries=cfg.max_retries)
+    return LLMClient(
+        backend,
+        cache,
+        concurrency=cfg.concurrency,
+        max_retries=cfg.max_retries,
+        down_after=getattr(cfg, "down_after", 5),
+    )

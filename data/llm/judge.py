@@ -8,6 +8,7 @@ otherwise. Winning score = (W − L) / N + 1 (1 is parity, 2 all wins, 0 all los
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ TASK = (
     "first. Then explain your ratings in a few sentences. Judge the content only: the order in which the "
     "answers appear must not change your ratings."
 )
-_TWO_NUMBERS = re.compile(r"^\D*?(\d+(?:\.\d+)?)\D+?(\d+(?:\.\d+)?)")
+_SEPARATORS = re.compile(r"[,\s]+")
 
 
 def judge_request(question: str, first: str, second: str, max_tokens: int = 128) -> ChatRequest:
@@ -37,10 +38,25 @@ def judge_request(question: str, first: str, second: str, max_tokens: int = 128)
 
 
 def parse_scores(text: str) -> tuple[float, float] | None:
-    """The two scores on the first non-empty line, or None if that line does not hold two numbers."""
-    line = next((ln for ln in text.splitlines() if ln.strip()), "")
-    match = _TWO_NUMBERS.match(line)
-    return None if match is None else (float(match.group(1)), float(match.group(2)))
+    """The two scores if the reply's first line holds exactly two numbers and nothing else, else None
+    (counted in the unparsed share).
+
+    As the official ``parse_score`` (gpt4life/alpagasus evaluation/eval.py, the Vicuna ``eval_gpt_review``
+    rule): the first line, commas read as spaces, must split into exactly two floats; anything else is an
+    error. So labelled replies ("Assistant 1: 8, Assistant 2: 7", "8/10 and 7/10") are unparsed, never
+    read as (1, 8) or (8, 10). Two deliberate leniencies, neither of which can misread a score: leading
+    blank lines are skipped and runs of separators count as one (the official split on a single space
+    rejects "8, 7" only because the comma becomes a second space). Non-finite values are rejected.
+    """
+    first_line = text.strip().split("\n", 1)[0]
+    fields = [f for f in _SEPARATORS.split(first_line.strip()) if f]
+    if len(fields) != 2:
+        return None
+    try:
+        scores = float(fields[0]), float(fields[1])
+    except ValueError:
+        return None
+    return scores if all(math.isfinite(x) for x in scores) else None
 
 
 def outcome(ours: float, theirs: float) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data.cache import cache_dir  # re-exported: the one cache root of every cache
 from data.config import CausalLMConfig
 
 log = logging.getLogger("reprolab")
@@ -44,10 +45,6 @@ def offline_model(name: str = "smollm2_135m") -> CausalLMConfig:
     node = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"))
     node.pop("defaults", None)
     return CausalLMConfig(**node)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("REPROLAB_CACHE", ROOT / ".cache"))
 
 
 def _dtype(name: str) -> Any:

@@ -18,6 +18,15 @@ from typing import Any
 from data.llm.client import ChatRequest, LocalBackend
 
 
+class HTTPStatusError(Exception):
+    """Raised by a backend to answer a request with an HTTP error, as a real endpoint would (a scripted
+    backend in tests: 404 for a retired model, 401 for a bad key, 400 for one malformed request)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
 def make_server(backend: LocalBackend, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """A server bound to (host, port); port 0 picks a free one (``server.server_address[1]``)."""
 
@@ -46,7 +55,12 @@ def make_server(backend: LocalBackend, host: str = "127.0.0.1", port: int = 0) -
                 temperature=float(body.get("temperature") or 0.0),
                 max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 256),
             )
-            text = backend.complete(request)
+            try:
+                text = backend.complete(request)
+            except HTTPStatusError as ex:
+                server.requests_served += 1
+                self._send(ex.status, {"error": {"message": ex.message, "type": "invalid_request_error"}})
+                return
             server.requests_served += 1
             self._send(
                 200,

@@ -50,6 +50,12 @@ class ImageDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         # Contrastive batches are dropped when short (a batch of one image has no positives); never at test.
         self.drop_last = drop_last and len(self.train_set) > batch_size
+        # One shuffling generator for the whole fit, declared to the fit runner (``generators``) so a
+        # resumed fit continues its sequence of epoch orders instead of restarting it.
+        self.shuffle_generator = torch.Generator().manual_seed(seed)
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"shuffle": self.shuffle_generator}
 
     def _loader(self, ds: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
         return DataLoader(
@@ -58,7 +64,7 @@ class ImageDataModule(pl.LightningDataModule):
             shuffle=shuffle,
             drop_last=drop_last,
             num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            generator=self.shuffle_generator if shuffle else None,
             persistent_workers=self.num_workers > 0,
         )
 

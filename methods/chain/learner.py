@@ -39,10 +39,14 @@ def forward(params: Params, x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Fit:
+    """The kept parameters (best validation CE), their validation CE, the steps taken, λ at the last step
+    and λ at the step whose update gave the kept parameters."""
+
     params: Params
     val_ce: float
     steps: int
     lam_last: float
+    lam_kept: float = 0.0
 
 
 def _val_ce(params: Params, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -64,30 +68,34 @@ def fit(
     patience: int,
     lam_at: Callable[[int], float] | None = None,
     meta: MetaLambda | None = None,
+    min_steps: int = 0,
 ) -> Fit:
     """Full-batch Adam on the Firth loss from a fresh initialisation, early-stopped on validation CE.
 
     λ comes from ``lam_at(step)`` or, for the meta baseline, from ``meta`` (updated at every step).
+    ``min_steps``: validation checks, and so early stopping and the kept parameters, start at this step
+    (CHAIN: when its curriculum has faded, so that the kept parameters were trained at λ's final value;
+    schedule.py).
     """
     params = init_params(dims, gen, x.device)
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    best, best_ce, bad, lam = None, float("inf"), 0, 0.0
+    best, best_ce, bad, lam, lam_kept = None, float("inf"), 0, 0.0, 0.0
     for step in range(steps):
         lam = meta.step(params, x, y, xv, yv) if meta is not None else lam_at(step)
         opt.zero_grad()
         firth_loss(forward(params, x), y, lam).backward()
         opt.step()
-        if eval_every and (step + 1) % eval_every == 0:
+        if eval_every and (step + 1) % eval_every == 0 and step >= min_steps:
             ce = _val_ce(params, xv, yv)
             if ce < best_ce - 1e-6:
-                best, best_ce, bad = copy.deepcopy([p.detach() for p in params]), ce, 0
+                best, best_ce, bad, lam_kept = copy.deepcopy([p.detach() for p in params]), ce, 0, lam
             else:
                 bad += 1
                 if bad >= patience:
                     break
     if best is None:
-        best, best_ce = [p.detach() for p in params], _val_ce(params, xv, yv)
-    return Fit(best, best_ce, step + 1, float(lam))
+        best, best_ce, lam_kept = [p.detach() for p in params], _val_ce(params, xv, yv), lam
+    return Fit(best, best_ce, step + 1, float(lam), float(lam_kept))
 
 
 class MetaLambda:

@@ -60,6 +60,9 @@ class Chain(LoopMethod):
             weight_decay=cfg.weight_decay,
             eval_every=cfg.eval_every,
             patience=cfg.patience,
+            # CHAIN: no early stop, and no kept parameters, before its curriculum has faded (schedule.py);
+            # with same_stopping every schedule waits as long, so the columns differ in λ only
+            min_steps=cfg.chain_steps if cfg.same_stopping or cfg.schedule == "chain" else 0,
         )
         if cfg.schedule == "meta":
             result = fit(dims, x, y, xv, yv, gen, meta=meta, **common)
@@ -75,7 +78,7 @@ class Chain(LoopMethod):
         lam_at = fixed_lambda(
             cfg.schedule,
             cfg.lam,
-            total_steps=cfg.train_steps,
+            total_steps=cfg.chain_steps,
             n_labelled=len(y),
             n_initial=cfg.n_initial,
             lam0=cfg.chain_lam0,
@@ -108,7 +111,6 @@ class Chain(LoopMethod):
         state = ctx.checkpoint.load()
         if state is not None:
             labelled, start, history = state["labelled"], state["round"] + 1, state["history"]
-            ctx.curves.update(state["curves"])
             if meta is not None:
                 meta.load_state_dict(state["meta"])
             log.info("resumed from %s after round %d", ctx.checkpoint.path, state["round"])
@@ -127,7 +129,13 @@ class Chain(LoopMethod):
                 history["n_labelled"].append(len(labelled))
                 history["accuracy"].append(metrics["accuracy"])
                 ctx.log(
-                    {**metrics, "n_labelled": len(labelled), "lambda": lam, "val_ce": result.val_ce},
+                    {
+                        **metrics,
+                        "n_labelled": len(labelled),
+                        "lambda": lam,
+                        "lambda_kept": result.lam_kept,  # λ of the update that gave the kept parameters
+                        "val_ce": result.val_ce,
+                    },
                     rnd,
                     True,
                 )
@@ -152,7 +160,6 @@ class Chain(LoopMethod):
                             "labelled": labelled,
                             "round": rnd,
                             "history": history,
-                            "curves": ctx.curves,
                             "meta": meta.state_dict() if meta is not None else None,
                         }
                     )

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from data.cache import cache_dir
 from methods.diffusion_cls.config import DDPMTrainConfig
 
 log = logging.getLogger("reprolab")
@@ -63,7 +64,15 @@ def checkpoint_key(model_cfg: dict[str, Any], train_cfg: DDPMTrainConfig, data_i
 def train_ddpm(
     unet: Any, images: torch.Tensor, cfg: DDPMTrainConfig, seed: int, progress: Any = None
 ) -> float:
-    """ε-prediction DDPM training (Ho et al. 2020, L_simple) with AdamW; returns the last 100 steps' loss."""
+    """ε-prediction DDPM training (Ho et al. 2020, L_simple) with AdamW; returns the last 100 steps' loss.
+
+    Runs on its own copy of torch's CPU RNG: training happens only when the checkpoint is not cached, so
+    drawing from the caller's RNG would make everything after it depend on the cache being warm."""
+    with torch.random.fork_rng(devices=[]):
+        return _train_ddpm(unet, images, cfg, seed, progress)
+
+
+def _train_ddpm(unet: Any, images: torch.Tensor, cfg: DDPMTrainConfig, seed: int, progress: Any) -> float:
     from diffusers import DDPMScheduler
 
     sched = DDPMScheduler(num_train_timesteps=1000)
@@ -90,8 +99,16 @@ def train_ddpm(
     return float(sum(losses[-100:]) / len(losses[-100:]))
 
 
+def cache_folder(train_cfg: DDPMTrainConfig) -> Path:
+    """The method's cache (checkpoints in ddpm/, features in features/): ``method.ddpm.cache_dir``, or the
+    shared cache root's diffusion_cls folder, so every launch directory finds the same checkpoints."""
+    if train_cfg.cache_dir:
+        return Path(train_cfg.cache_dir).expanduser().resolve()
+    return cache_dir("diffusion_cls")
+
+
 def checkpoint_path(model_cfg: dict[str, Any], train_cfg: DDPMTrainConfig, data_id: str, seed: int) -> Path:
-    return Path(train_cfg.cache_dir) / "ddpm" / f"{checkpoint_key(model_cfg, train_cfg, data_id, seed)}.pt"
+    return cache_folder(train_cfg) / "ddpm" / f"{checkpoint_key(model_cfg, train_cfg, data_id, seed)}.pt"
 
 
 def load_or_train(
@@ -107,7 +124,7 @@ def load_or_train(
     from filelock import FileLock
 
     key = checkpoint_key(model_cfg, train_cfg, data_id, seed)
-    folder = Path(train_cfg.cache_dir) / "ddpm"
+    folder = cache_folder(train_cfg) / "ddpm"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.pt"
     unet = build_unet(model_cfg)
@@ -130,7 +147,20 @@ def load_or_train(
 
 
 def load_hub(name: str) -> tuple[Any, str]:
-    """A pretrained diffusers U-Net (online only), e.g. google/ddpm-cifar10-32."""
+    """A pretrained diffusers U-Net: a hub id (e.g. google/ddpm-cifar10-32) or a local save_pretrained
+    folder in the same layout."""
     from diffusers import UNet2DModel
 
     return UNet2DModel.from_pretrained(name).eval(), f"hub-{name.replace('/', '--')}"
+
+
+def random_like(unet: Any, seed: int) -> tuple[Any, str]:
+    """The random-U-Net baseline for a given U-Net: the same architecture (its full config), freshly
+    initialised from ``seed``, never trained; with its cache id (seed + a hash of the config)."""
+    cls = type(unet)
+    config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = cls.from_config(config)
+    arch = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return fresh.eval(), f"random-{seed}-{arch}"

@@ -3,8 +3,6 @@ CNN baseline), then the fit runner trains the probe and tests it."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from typing import Any
 
@@ -18,11 +16,21 @@ from data.sampling import few_shot_indices, stratified_split
 from data.vision.datamodule import ImageDataModule
 from data.vision.datasets import ImageSet, load_image_splits
 from data.vision.encoders import SmallCNN
-from methods.diffusion_cls.config import DDPMTrainConfig, DiffusionClsConfig
-from methods.diffusion_cls.ddpm import build_unet, checkpoint_path, load_hub, load_or_train, to_model_space
+from methods.diffusion_cls.adm import load_adm
+from methods.diffusion_cls.config import ADMConfig, DDPMTrainConfig, DiffusionClsConfig
+from methods.diffusion_cls.ddpm import (
+    build_unet,
+    cache_folder,
+    checkpoint_path,
+    load_hub,
+    load_or_train,
+    random_like,
+    to_model_space,
+)
 from methods.diffusion_cls.features import FeatureCache
-from methods.diffusion_cls.heads import AttentionHead, LinearHead
-from methods.diffusion_cls.module import ProbeModule
+from methods.diffusion_cls.heads import AttentionHead, LinearHead, OfficialAttentionHead
+from methods.diffusion_cls.module import OnlineProbeModule, ProbeModule
+from methods.diffusion_cls.protocol import OnlineFeatures
 from runners.context import RunContext
 from runners.contract import FitMethod
 
@@ -39,26 +47,28 @@ def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor
 class DiffusionCls(FitMethod):
     def __init__(self, **cfg: Any) -> None:
         ddpm = DDPMTrainConfig(**cfg.pop("ddpm", {}))
-        self.cfg = DiffusionClsConfig(**cfg, ddpm=ddpm)
+        adm = ADMConfig(**cfg.pop("adm", {}))
+        self.cfg = DiffusionClsConfig(**cfg, ddpm=ddpm, adm=adm)
         self.cache_stats: dict[str, float] = {}
 
     # ------------------------------------------------------------------ the frozen U-Net and its features
 
     def unet(self, ctx: RunContext, train_images: torch.Tensor, data_id: str) -> tuple[Any, str, dict]:
+        """(frozen U-Net, checkpoint id, its input spec). The random-U-Net baseline is the architecture of
+        the U-Net the run would otherwise use — the hub / local checkpoint's config, or model=… for the
+        offline DDPM — freshly initialised from the run seed, never trained."""
         cfg = self.cfg
+        if cfg.unet_source in ("hub", "adm"):
+            unet, ckpt = load_hub(cfg.hub_name) if cfg.unet_source == "hub" else load_adm(cfg.adm)
+            spec = {"sample_size": unet.config.sample_size, "in_channels": unet.config.in_channels}
+            if cfg.features == "random_unet":
+                unet, ckpt = random_like(unet, ctx.seed)
+            return unet, ckpt, spec
         model_cfg = OmegaConf.to_container(ctx.cfg.model, resolve=True)
         model_cfg.pop("name", None)
         if cfg.features == "random_unet":
-            torch.manual_seed(ctx.seed)
-            arch = hashlib.sha1(json.dumps(model_cfg, sort_keys=True).encode()).hexdigest()[:12]
-            return build_unet(model_cfg).eval(), f"random-{ctx.seed}-{arch}", model_cfg
-        if cfg.unet_source == "hub":
-            unet, ckpt = load_hub(cfg.hub_name)
-            return (
-                unet,
-                ckpt,
-                {"sample_size": unet.config.sample_size, "in_channels": unet.config.in_channels},
-            )
+            unet, ckpt = random_like(build_unet(model_cfg), ctx.seed)
+            return unet, ckpt, model_cfg
         x = to_model_space(train_images, model_cfg["sample_size"], model_cfg["in_channels"])
         done = [0]
 
@@ -73,21 +83,34 @@ class DiffusionCls(FitMethod):
                 unet, ckpt = load_or_train(model_cfg, cfg.ddpm, x, data_id, seed=0, progress=report)
         return unet, ckpt, model_cfg
 
+    @staticmethod
+    def device(ctx: RunContext) -> str:
+        """Where the frozen U-Net runs outside Lightning (feature extraction, the head's shape probe)."""
+        gpu = ctx.cfg.hardware.accelerator in ("gpu", "cuda") and torch.cuda.is_available()
+        return "cuda" if gpu else "cpu"
+
     def unet_features(
         self, ctx: RunContext, train: ImageSet, test: ImageSet, data_id: str
     ) -> list[torch.Tensor]:
         cfg = self.cfg
         unet, ckpt, model_cfg = self.unet(ctx, train.images, data_id)
-        cache = FeatureCache(f"{cfg.ddpm.cache_dir}/features")
-        device = (
-            "cuda" if ctx.cfg.hardware.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
-        )
+        cache = FeatureCache(cache_folder(cfg.ddpm) / "features")
+        device = self.device(ctx)
         out = []
         for name, part in (("train", train), ("test", test)):
             x = to_model_space(part.images, model_cfg["sample_size"], model_cfg["in_channels"])
             out.append(
                 cache.get(
-                    unet, ckpt, x, f"{data_id}-{name}", cfg.block, cfg.t, cfg.pooling, cfg.noise_seed, device
+                    unet,
+                    ckpt,
+                    x,
+                    f"{data_id}-{name}",
+                    cfg.block,
+                    cfg.t,
+                    cfg.pooling,
+                    cfg.noise_seed,
+                    device,
+                    also=cfg.cache_blocks,
                 )
             )
         self.cache_stats = {"feature_cache_hits": cache.hits, "feature_cache_misses": cache.misses}
@@ -104,8 +127,18 @@ class DiffusionCls(FitMethod):
         )
         if data_cfg.imbalance_ratio > 1:  # the long-tailed cut depends on the run seed
             data_id += f"-seed{ctx.seed}"
+        online = None  # the official protocol's per-forward features
         if cfg.features in ("unet", "random_unet"):
-            f_train, f_test = self.unet_features(ctx, train, test, data_id)
+            # The features come from a cache or are made now (DDPM training seeds and draws from torch's
+            # global RNG; so do the random U-Net's and every U-Net's init). With its own copy of the RNG
+            # the probe after it starts from the same state, cold cache or warm: same seed, same numbers.
+            with torch.random.fork_rng(devices=[]):
+                if cfg.probe_protocol == "official":
+                    unet, _, spec = self.unet(ctx, train.images, data_id)
+                    online = OnlineFeatures(unet, spec, cfg.block, cfg.t, cfg.pooling, cfg.crop_min)
+                    f_train, f_test = train.images, test.images
+                else:
+                    f_train, f_test = self.unet_features(ctx, train, test, data_id)
         else:
             f_train, f_test = train.images, test.images
         labels = train.labels.numpy()
@@ -123,11 +156,18 @@ class DiffusionCls(FitMethod):
         else:
             x_test = f_test
         val = (x_val, train.labels[torch.as_tensor(val_idx)]) if x_val is not None else None
-        module = ProbeModule(cfg, *self.head(x_train.shape[1:], train.num_classes), val=val)
+        if online is not None:
+            probe_g = torch.Generator().manual_seed(cfg.noise_seed)
+            shape = tuple(online(x_train[:2].to(self.device(ctx)), probe_g, augment=False).shape[1:])
+            head, _ = self.head(shape, train.num_classes)
+            module = OnlineProbeModule(cfg, head, online, seed=ctx.seed, val=val)
+        else:
+            shape = tuple(x_train.shape[1:])
+            module = ProbeModule(cfg, *self.head(shape, train.num_classes), val=val)
         log.info(
             "probe on %s features %s: %d labelled, %d test",
-            cfg.features,
-            tuple(x_train.shape[1:]),
+            f"{cfg.features} ({cfg.probe_protocol})" if online is not None else cfg.features,
+            shape,
             len(pick),
             len(x_test),
         )
@@ -147,10 +187,13 @@ class DiffusionCls(FitMethod):
         if cfg.features == "cnn":
             enc = SmallCNN(shape[0], list(cfg.cnn_channels))
             return LinearHead(enc.out_dim, num_classes), enc
+        dim, heads, layers = cfg.attention_dim, cfg.attention_heads, cfg.attention_layers
         if cfg.head == "attention":
             c, h, w = shape
-            dim = cfg.attention_dim
-            return AttentionHead(c, h * w, num_classes, dim, cfg.attention_heads, cfg.attention_layers), None
+            return OfficialAttentionHead(c, (h, w), num_classes, dim, heads, layers, cfg.pooling), None
+        if cfg.head == "attention_pos":
+            c, h, w = shape
+            return AttentionHead(c, h * w, num_classes, dim, heads, layers), None
         in_dim = 1
         for s in shape:
             in_dim *= s

@@ -63,3 +63,50 @@ class ProbeModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log("test_acc", self._correct / max(1, self._total))
         self._correct = self._total = 0
+
+
+class OnlineProbeModule(ProbeModule):
+    """The official protocol: the head on features made at every forward (methods/diffusion_cls/protocol.py)
+    from the batch's images — augmented and freshly noised in training, fixed noise per batch at
+    evaluation. The training generator is declared so that an exact resume continues its draws."""
+
+    def __init__(
+        self,
+        cfg: DiffusionClsConfig,
+        head: nn.Module,
+        features: Any,
+        seed: int,
+        val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__(cfg, head, None, val)
+        self.features = features  # not a submodule: the frozen U-Net stays out of checkpoints
+        self.noise_generator = torch.Generator().manual_seed(seed)
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"noise": self.noise_generator}
+
+    def forward(self, x: torch.Tensor, eval_key: int | None = None) -> torch.Tensor:
+        if eval_key is None and self.training:
+            return self.head(self.features(x, self.noise_generator, augment=True))
+        g = torch.Generator().manual_seed(self.cfg.noise_seed * 1_000_003 + (eval_key or 0))
+        return self.head(self.features(x, g, augment=False))
+
+    def on_train_epoch_end(self) -> None:
+        if self.val is not None and self.current_epoch == self.trainer.max_epochs - 1:
+            was = self.training
+            self.eval()
+            x, y, step = *self.val, self.cfg.batch_size
+            with torch.no_grad():
+                pred = torch.cat(
+                    [
+                        self(x[i : i + step].to(self.device), eval_key=i // step).argmax(1).cpu()
+                        for i in range(0, len(x), step)
+                    ]
+                )
+            self.train(was)
+            self.log("val_acc", (pred == y).float().mean())
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        x, y, _ = batch
+        self._correct += int((self(x, eval_key=batch_idx).argmax(1) == y).sum())
+        self._total += len(y)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from hydra.core.config_store import ConfigStore
 
@@ -10,6 +11,8 @@ from hydra.core.config_store import ConfigStore
 @dataclass
 class ERCConfig:
     _target_: str = "methods.erc.method.ERC"
+    # Multi-process strategies it supports (runners.distributed.strategy_refusal): none.
+    strategies: ClassVar[tuple[str, ...]] = ()
     name: str = "erc"
     # Eq. (ERC critic loss): L = Σ_j mean_i e_ij + mean_i clip(β (e_ij − ē_j)², 0, reg_clip). β = 0 is SAC.
     beta: float = 0.005

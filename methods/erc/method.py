@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 from hydra.utils import instantiate
 from lightning.fabric import Fabric
 
@@ -58,14 +57,15 @@ class ERC(LoopMethod):
         buffer = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), env.obs_dim, env.act_dim, rng)
         step, episode, last_save, metrics = 0, 0, 0, {}
 
+        # The runner's resume service restores torch's/numpy's RNGs, `rng` (shared with the buffer) and
+        # the curves; the state below is ERC's own.
+        ctx.checkpoint.track(rng=rng)
         state = ctx.checkpoint.load()
         if state is not None:
             agent.load_state_dict(state["agent"])
             buffer.load_state_dict(state["buffer"])
             env.set_rng_state(state["env_rng"])
-            torch.set_rng_state(state["torch_rng"])
             step, episode, metrics = state["step"], state["episode"], state["metrics"]
-            ctx.curves.update(state["curves"])
             last_save = step
             log.info("resumed from %s at step %d", ctx.checkpoint.path, step)
 
@@ -105,11 +105,9 @@ class ERC(LoopMethod):
                                 "agent": agent.state_dict(),
                                 "buffer": buffer.state_dict(),
                                 "env_rng": env.rng_state(),
-                                "torch_rng": torch.get_rng_state(),
                                 "step": step,
                                 "episode": episode,
                                 "metrics": metrics,
-                                "curves": ctx.curves,
                             }
                         )
                         last_save = step

@@ -7,10 +7,12 @@ and evaluation, at equal compute when ``train_steps`` is set.
 
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import asdict
 from typing import Any
 
-from data.config import TuningConfig
+from data.config import LLMClientConfig, TuningConfig
 from data.instructions.records import InstructionRecord
 from data.instructions.selection import SelectionPipeline, read_jsonl, write_jsonl
 from data.instructions.tuning import tune
@@ -20,48 +22,100 @@ from methods.ifd.scoring import IFDScore, ifd_scores, select
 from runners.context import RunContext
 
 
+def scoreable(scores: list[IFDScore]) -> list[IFDScore]:
+    """Scores with answer tokens and finite losses: a record whose answer was cut to nothing has no IFD
+    (the official data_by_IFD.py skips it) and must not sort as NaN."""
+    return [
+        s for s in scores if s.answer_tokens > 0 and math.isfinite(s.conditioned) and math.isfinite(s.direct)
+    ]
+
+
 class IFD(SelectionPipeline):
     def __init__(self, **cfg: Any) -> None:
         tuning = TuningConfig(**cfg.pop("tuning", {}))
-        self.cfg = IFDConfig(**cfg, tuning=tuning)
+        judge = LLMClientConfig(**cfg.pop("judge", {}))
+        self.cfg = IFDConfig(**cfg, tuning=tuning, judge=judge)
+        if self.cfg.template != "alpaca" and "template" not in inspect.signature(ifd_scores).parameters:
+            raise ValueError(
+                f"method.template={self.cfg.template}: the IFD scorer (methods/ifd/scoring.py ifd_scores) "
+                "takes no template yet; only method.template=alpaca can be scored"
+            )
 
     def scoring_stages(self) -> list[str]:
-        return ["pre_experience", "score"] if self.cfg.arm in ("ifd_top", "ifd_bottom") else []
+        # random scores too: its size is the top arm's (the records IFD keeps × rate)
+        return ["pre_experience", "score"] if self.cfg.arm != "full" else []
+
+    def stage_reads(self) -> dict[str, tuple[str, ...]]:
+        reads = super().stage_reads()
+        pre = ("method.clusters", "method.per_cluster", "method.pre_epochs", "method.score_batch_size")
+        reads["pre_experience"] = ("seed", "model", "hardware", "method.tuning", *pre)
+        reads["pre_experience"] += ("method.template",)
+        reads["score"] = (
+            "model",
+            "hardware",
+            "method.max_length",
+            "method.score_batch_size",
+            "method.template",
+        )
+        reads["select"] += ("method.rate", "method.variant", "method.margin")
+        return reads
 
     def stage_pre_experience(self, ctx: RunContext) -> dict[str, Any]:
-        cfg, lm = self.cfg, self.base_model(ctx)
+        cfg, lm = self.cfg, self.trainable_model(ctx)
         train = self.records(ctx, "train")
-        embeddings = prompt_embeddings(lm.model, lm.tokenizer, train, cfg.score_batch_size)
-        perplexities = prompt_perplexities(lm.model, lm.tokenizer, train, cfg.score_batch_size)
+        embeddings = prompt_embeddings(lm.model, lm.tokenizer, train, cfg.score_batch_size, cfg.template)
+        perplexities = prompt_perplexities(lm.model, lm.tokenizer, train, cfg.score_batch_size, cfg.template)
         picked = [
             train[i]
             for i in pick_pre_experience(embeddings, perplexities, cfg.clusters, cfg.per_cluster, ctx.seed)
         ]
         pre_cfg = TuningConfig(**{**asdict(cfg.tuning), "epochs": cfg.pre_epochs})
-        model = tune(lm.model, lm.tokenizer, picked, pre_cfg, ctx.seed, ctx.cfg.hardware.accelerator)
-        model.save_pretrained(str(ctx.out_dir / "pre_experienced"))
+        model = tune(
+            lm.model,
+            lm.tokenizer,
+            picked,
+            pre_cfg,
+            ctx.seed,
+            ctx.cfg.hardware.accelerator,
+            precision=str(ctx.cfg.hardware.precision),
+            template=cfg.template,
+        )
+        self.save_tuned(ctx, model, lm.tokenizer, "pre_experienced")
         return {"n_pre_experience": len(picked)}
 
     def stage_score(self, ctx: RunContext) -> dict[str, Any]:
         cfg = self.cfg
         model, tokenizer = self.adapter(ctx, "pre_experienced")
+        extra = {"template": cfg.template} if cfg.template != "alpaca" else {}
         scores = ifd_scores(
-            model, tokenizer, self.records(ctx, "train"), cfg.max_length, cfg.score_batch_size
+            model, tokenizer, self.records(ctx, "train"), cfg.max_length, cfg.score_batch_size, **extra
         )
         rows = [{**asdict(s), "ifd": s.ifd, "ifd_ppl": s.ifd_ppl} for s in scores]
         write_jsonl(ctx.out_dir / "scores.jsonl", rows)
-        above = sum(s.ifd > 1 for s in scores) / len(scores)
-        return {"mean_ifd": sum(s.ifd for s in scores) / len(scores), "ifd_above_one_share": above}
+        scored = scoreable(scores)
+        if not scored:
+            return {"n_scored": 0}
+        above = sum(s.ifd > 1 for s in scored) / len(scored)
+        return {
+            "n_scored": len(scored),
+            "mean_ifd": sum(s.ifd for s in scored) / len(scored),
+            "ifd_above_one_share": above,
+        }
 
     def selected_ids(self, ctx: RunContext, train: list[InstructionRecord]) -> list[str]:
+        """The top arm is Cherry's selection (official data_by_IFD.py: records without answer tokens
+        skipped, IFD > margin dropped, the top int(len(kept) × rate)); the random and bottom arms take
+        the same number of records, so the three arms differ only in which records they train on."""
         cfg = self.cfg
-        n = max(1, int(len(train) * cfg.rate))
-        if cfg.arm == "random":
-            return self.random_ids(train, n, ctx.seed)
         rows = read_jsonl(ctx.out_dir / "scores.jsonl")
-        scores = [IFDScore(r["id"], r["conditioned"], r["direct"], r["answer_tokens"]) for r in rows]
+        scores = scoreable(
+            [IFDScore(r["id"], r["conditioned"], r["direct"], r["answer_tokens"]) for r in rows]
+        )
+        top = select(scores, cfg.rate, cfg.variant, cfg.margin)
         if cfg.arm == "ifd_top":
-            return select(scores, cfg.rate, cfg.variant, cfg.margin)
+            return top
+        if cfg.arm == "random":  # a random sample of the whole data, of the top arm's size
+            return self.random_ids(train, len(top), ctx.seed)
         # ifd_bottom: the lowest IFD, the answers the instruction explains best
         ordered = sorted(scores, key=lambda s: s.ifd if cfg.variant == "ifd" else s.ifd_ppl)
-        return [s.id for s in ordered[:n]]
+        return [s.id for s in ordered[: len(top)]]

@@ -23,11 +23,15 @@ from methods.ifd.scoring import answer_losses, decoder_and_head
 
 @torch.no_grad()
 def prompt_embeddings(
-    model: Any, tokenizer: Any, records: Sequence[InstructionRecord], batch_size: int = 16
+    model: Any,
+    tokenizer: Any,
+    records: Sequence[InstructionRecord],
+    batch_size: int = 16,
+    template: str = "alpaca",
 ) -> np.ndarray:
     out = []
     for start in range(0, len(records), batch_size):
-        prompts = [format_prompt(r) for r in records[start : start + batch_size]]
+        prompts = [format_prompt(r, template) for r in records[start : start + batch_size]]
         batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
         hidden = decoder_and_head(model)[0](**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -36,12 +40,16 @@ def prompt_embeddings(
 
 
 def prompt_perplexities(
-    model: Any, tokenizer: Any, records: Sequence[InstructionRecord], batch_size: int = 16
+    model: Any,
+    tokenizer: Any,
+    records: Sequence[InstructionRecord],
+    batch_size: int = 16,
+    template: str = "alpaca",
 ) -> np.ndarray:
     """Perplexity of each formatted instruction (every token after the first, given the ones before)."""
     pairs = []
     for r in records:
-        ids = tokenizer(format_prompt(r)).input_ids
+        ids = tokenizer(format_prompt(r, template)).input_ids
         pairs.append((ids[:1], ids[1:]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return np.exp(np.array(answer_losses(model, pairs, batch_size=batch_size, pad_id=pad)))

@@ -6,10 +6,15 @@
     IFD    = s(A|Q) / s(A)                          loss-ratio variant (Cherry)
     IFD_ppl = exp(s(A|Q) − s(A)) = ppl(A|Q) / ppl(A) perplexity-ratio variant (Superfiltering)
 
-Q is the full Alpaca prompt; the direct context is the bare response marker, as in the official code.
-Context and answer are tokenized separately and concatenated, so both losses cover exactly the same
-answer tokens (the official code's prefix-length off-by-one cannot happen). Scoring is batched: all
-2N sequences are sorted by length and run in padded batches, never one sample per forward.
+Encoding follows the official code (tianyi-lab/Cherry_LLM cherry_seletion/data_analysis.py, ``mod
+cherry``): each score's text is one joint encoding, context + answer, with the tokenizer's special
+tokens (a Llama BOS in both), split at the length of the context encoded alone. The conditioned context
+is the full prompt; the direct context is the prompt's last line, the response marker, with the same
+ending (so both see the same text before the answer). Tokenizing the answer apart would give a
+SentencePiece tokenizer a spurious leading ``▁``. The direct answer is cut to the conditioned answer's
+length, so both losses cover the same number of answer tokens (the official code approximates this with
+``max_length - len(prompt) - 2``). Scoring is batched: all 2N sequences are sorted by length and run in
+padded batches, never one sample per forward.
 """
 
 from __future__ import annotations
@@ -42,19 +47,35 @@ class IFDScore:
         return math.exp(self.conditioned - self.direct)
 
 
+def direct_context(prompt: str) -> str:
+    """The direct score's context: the prompt from its response marker on, ending as the prompt ends
+    ("### Response:\n" for our Alpaca template, "### Response:" for the WizardLM one)."""
+    at = prompt.rfind(RESPONSE_MARKER)
+    if at < 0:
+        raise ValueError(f"prompt {prompt[-40:]!r} does not hold the response marker {RESPONSE_MARKER!r}")
+    return prompt[at:]
+
+
+def split_encoding(tokenizer: Any, context: str, answer: str) -> tuple[list[int], list[int]]:
+    """(context ids, answer ids) of one joint encoding of ``context + answer`` with special tokens, split
+    at the length of ``context`` encoded alone (the official ``start_token``)."""
+    ids = tokenizer(context + answer).input_ids
+    split = len(tokenizer(context).input_ids)
+    return ids[:split], ids[split:]
+
+
 def encode_pairs(
-    tokenizer: Any, records: Sequence[InstructionRecord], max_length: int
+    tokenizer: Any, records: Sequence[InstructionRecord], max_length: int, template: str = "alpaca"
 ) -> list[tuple[list[int], list[int]]]:
     """Per record two (context ids, answer ids) pairs: conditioned then direct. Answers are cut so that
-    the conditioned sequence fits ``max_length``; the same answer tokens are used for the direct one."""
-    marker = tokenizer(RESPONSE_MARKER, add_special_tokens=False).input_ids
+    the conditioned sequence fits ``max_length``; the direct answer keeps as many tokens."""
     pairs = []
     for record in records:
-        prompt = tokenizer(format_prompt(record)).input_ids
-        answer = tokenizer(record.output, add_special_tokens=False).input_ids[
-            : max(max_length - len(prompt), 0)
-        ]
-        pairs += [(prompt, answer), (marker, answer)]
+        prompt = format_prompt(record, template)
+        context, answer = split_encoding(tokenizer, prompt, record.output)
+        answer = answer[: max(max_length - len(context), 0)]
+        marker, direct_answer = split_encoding(tokenizer, direct_context(prompt), record.output)
+        pairs += [(context, answer), (marker, direct_answer[: len(answer)])]
     return pairs
 
 
@@ -159,12 +180,27 @@ def answer_losses(
     return losses
 
 
-def template_prefixes(tokenizer: Any) -> list[list[int]]:
-    """The token ids every conditioned context starts with (the template's header, with or without an
-    input block) and the direct context (the response marker)."""
-    headers = [PROMPT_WITH_INPUT.split("{instruction}")[0], PROMPT_NO_INPUT.split("{instruction}")[0]]
-    marker = tokenizer(RESPONSE_MARKER, add_special_tokens=False).input_ids
-    return [tokenizer(h).input_ids for h in headers] + [marker]
+def template_prefixes(tokenizer: Any, template: str = "alpaca") -> list[list[int]]:
+    """The token ids (special tokens included) every conditioned context starts with (the template's
+    fixed header, with or without an input block; the WizardLM prompt has none) and the direct contexts."""
+    prefixes = []
+    if template == "alpaca":
+        headers = [PROMPT_WITH_INPUT.split("{instruction}")[0], PROMPT_NO_INPUT.split("{instruction}")[0]]
+        prefixes += [tokenizer(h).input_ids for h in headers]
+    endings = {direct_context(format_prompt(_Blank(has_input), template)) for has_input in (False, True)}
+    return prefixes + [tokenizer(e).input_ids for e in sorted(endings)]
+
+
+@dataclass(frozen=True)
+class _Blank:
+    """A record with an empty instruction (and an input or not): for the template's fixed parts."""
+
+    has_input: bool
+    instruction: str = ""
+
+    @property
+    def input(self) -> str:
+        return "x" if self.has_input else ""
 
 
 def ifd_scores(
@@ -173,10 +209,11 @@ def ifd_scores(
     records: Sequence[InstructionRecord],
     max_length: int = 512,
     batch_size: int = 16,
+    template: str = "alpaca",
 ) -> list[IFDScore]:
-    pairs = encode_pairs(tokenizer, records, max_length)
+    pairs = encode_pairs(tokenizer, records, max_length, template)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    losses = answer_losses(model, pairs, batch_size, pad, prefixes=template_prefixes(tokenizer))
+    losses = answer_losses(model, pairs, batch_size, pad, prefixes=template_prefixes(tokenizer, template))
     return [
         IFDScore(r.id, losses[2 * k], losses[2 * k + 1], len(pairs[2 * k][1])) for k, r in enumerate(records)
     ]

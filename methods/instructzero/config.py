@@ -4,6 +4,7 @@ conf/budget/instructzero/{smoke,small}.yaml shrink them for the CPU."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from hydra.core.config_store import ConfigStore
 
@@ -20,6 +21,8 @@ CACHES = ("run", "shared", "none")
 @dataclass
 class InstructZeroConfig:
     _target_: str = "methods.instructzero.method.InstructZero"
+    # Multi-process strategies it supports (runners.distributed.strategy_refusal): none.
+    strategies: ClassVar[tuple[str, ...]] = ()
     name: str = "instructzero"
     arm: str = "instructzero"
     # Task: a generated task name (data/induction_tasks.py GENERATED) with task_source "generated", or an

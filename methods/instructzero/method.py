@@ -136,10 +136,9 @@ class InstructZero(LoopMethod):
         state: dict[str, Any] = {
             "iteration": 0, "z": [], "instructions": [], "scores": [], "gp_seconds": 0.0, "loop_seconds": 0.0,
         }  # fmt: skip
-        saved = ctx.checkpoint.load()
+        saved = ctx.checkpoint.load()  # the runner's service restores RNG states and curves itself
         if saved is not None:
             state = saved["state"]
-            ctx.curves.update(saved["curves"])
             dev.memory.update(
                 {v: Scored(v, tuple(s)) for v, s in zip(state["instructions"], state["scores"], strict=True)}
             )
@@ -168,7 +167,7 @@ class InstructZero(LoopMethod):
                 )
                 bar.update(advance=len(scored), info=f"best dev {best:.3f}")
                 if ctx.cfg.checkpoint_every > 0 and iteration < c.n_iterations:
-                    ctx.checkpoint.save({"state": state, "curves": ctx.curves})
+                    ctx.checkpoint.save({"state": state})
 
         means = [sum(s) / len(s) for s in state["scores"]]
         # The official code keeps the last instruction reaching the best dev score (>=).

@@ -62,26 +62,62 @@ def adapter_config(reduction_factor: int) -> Any:
     return SeqBnConfig(reduction_factor=reduction_factor)
 
 
+def native_head(config: Any, num_classes: int) -> nn.Module:
+    """The classification head of the backbone's own ``<Arch>ForSequenceClassification``, initialised as
+    it is (normal(0, initializer_range), zero bias). BERT: dropout + linear on the pooled output (the
+    backbone's pretrained pooler, tanh(W h_[CLS] + b)); RoBERTa: dropout, dense, tanh, dropout, linear on
+    the <s> token (RobertaClassificationHead; RoBERTa's classifier uses no pooler)."""
+    hidden = config.hidden_size
+    p = getattr(config, "classifier_dropout", None)
+    p = config.hidden_dropout_prob if p is None else p
+    if config.model_type in ("roberta", "xlm-roberta"):
+        head = nn.Sequential(
+            nn.Dropout(p), nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(p), nn.Linear(hidden, num_classes)
+        )
+    elif config.model_type == "bert":
+        head = nn.Sequential(nn.Dropout(p), nn.Linear(hidden, num_classes))
+    else:
+        raise ValueError(f"model.pooling=native: no native head for model type {config.model_type!r}")
+    for module in head:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, config.initializer_range)
+            nn.init.zeros_(module.bias)
+    return head
+
+
 class Classifier(nn.Module):
-    """Encoder → pooled sentence vector → linear head. The head is always fresh (source heads are dropped)."""
+    """Encoder → pooled sentence vector → head. The head is always fresh (source heads are dropped): a
+    linear layer on the mean or [CLS] vector, or (pooling=native) the backbone's own classification head."""
 
     def __init__(self, encoder: Any, num_classes: int, pooling: str = "mean") -> None:
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
-        self.head = nn.Linear(encoder.config.hidden_size, num_classes)
+        if pooling == "native":
+            self.head = native_head(encoder.config, num_classes)
+            self.uses_pooler = encoder.config.model_type == "bert"
+            if self.uses_pooler and getattr(encoder, "pooler", None) is None:
+                raise ValueError("model.pooling=native: this BERT has no pooler (add_pooling_layer=False)")
+        else:
+            self.head = nn.Linear(encoder.config.hidden_size, num_classes)
+            self.uses_pooler = False
         # AdapterFusion (Pfeiffer et al. 2021) adds a regulariser that keeps its value matrix near the
         # identity; set by the fusion baseline, added to the loss in `train`.
         self.fusion_regularization = False
 
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: torch.Tensor) -> Any:
+        """The vector the head reads: the mean over tokens, the first token, or BERT's pooled output."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kw)
+        if self.uses_pooler:
+            return out.pooler_output
+        hidden = out.last_hidden_state
+        if self.pooling in ("cls", "native"):
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: torch.Tensor) -> Any:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        return self.head(pooled)
+        return self.head(self.features(input_ids, attention_mask, **kw))
 
 
 def tokenize(tokenizer: Any, task: TextTask, max_length: int) -> dict[str, torch.Tensor]:
@@ -103,10 +139,18 @@ def tokenize(tokenizer: Any, task: TextTask, max_length: int) -> dict[str, torch
     return dict(enc)
 
 
-def _rows(enc: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
+def _rows(
+    enc: dict[str, torch.Tensor], idx: torch.Tensor | slice, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """The rows ``idx`` of the tokenised inputs, on the model's ``device`` (the runner's, ctx.device)."""
     batch = {k: v[idx] for k, v in enc.items()}
     longest = int(batch["attention_mask"].sum(1).max())  # drop the columns that are padding for all rows
-    return {k: v[:, :longest] for k, v in batch.items()}
+    return {k: v[:, :longest].to(device) for k, v in batch.items()}
+
+
+def _device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)  # a module without parameters runs on the CPU
+    return torch.device("cpu") if param is None else param.device
 
 
 def train(
@@ -126,7 +170,8 @@ def train(
     """
     params = [p for p in trainable if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    y = torch.as_tensor(labels)
+    device = _device(model)
+    y = torch.as_tensor(labels, device=device)
     n = len(y)
     gen = torch.Generator().manual_seed(seed)
     order, pos, losses = torch.randperm(n, generator=gen), 0, []
@@ -136,7 +181,7 @@ def train(
             order, pos = torch.randperm(n, generator=gen), 0
         idx = order[pos : pos + min(batch_size, n)]
         pos += len(idx)
-        loss = nn.functional.cross_entropy(model(**_rows(enc, idx)), y[idx])
+        loss = nn.functional.cross_entropy(model(**_rows(enc, idx, device)), y[idx.to(device)])
         if model.fusion_regularization:
             loss = loss + model.encoder.get_fusion_regularization_loss()
         opt.zero_grad(set_to_none=True)
@@ -153,14 +198,43 @@ def train(
 def predict(model: Classifier, enc: dict[str, torch.Tensor], batch_size: int = 64) -> np.ndarray:
     model.eval()
     n = len(enc["input_ids"])
-    out = [model(**_rows(enc, slice(i, i + batch_size))).argmax(-1) for i in range(0, n, batch_size)]
-    return torch.cat(out).numpy()
+    device = _device(model)
+    out = [model(**_rows(enc, slice(i, i + batch_size), device)).argmax(-1) for i in range(0, n, batch_size)]
+    return torch.cat(out).cpu().numpy()
 
 
 def accuracy(
     model: Classifier, enc: dict[str, torch.Tensor], labels: np.ndarray, batch_size: int = 64
 ) -> float:
-    return 100.0 * float((predict(model, enc, batch_size) == labels).mean())
+    """The share of correct predictions, a fraction in [0, 1] (the unit of every accuracy in reprolab;
+    the tables print percent)."""
+    return float((predict(model, enc, batch_size) == labels).mean())
+
+
+def f1_score(preds: np.ndarray, labels: np.ndarray, positive: int = 1) -> float:
+    """F1 of the positive class, a fraction (GLUE's MRPC and QQP score, beside accuracy); 0 when the
+    positive class is neither predicted nor present."""
+    tp = float(np.sum((preds == positive) & (labels == positive)))
+    predicted, actual = float(np.sum(preds == positive)), float(np.sum(labels == positive))
+    return 2 * tp / (predicted + actual) if predicted + actual else 0.0
+
+
+@torch.no_grad()
+def shot_score(model: Classifier, enc: dict[str, torch.Tensor], labels: np.ndarray) -> float:
+    """How well the head's input features separate the K shots: leave-one-out accuracy of the nearest
+    class mean (cosine), or in-sample for K = 1. Picks the anchor from the shots alone, no training."""
+    model.eval()
+    x = nn.functional.normalize(model.features(**_rows(enc, slice(None), _device(model))).double(), dim=-1)
+    x, y = x.cpu(), torch.as_tensor(labels)
+    classes = torch.unique(y)
+    correct = 0
+    for i in range(len(y)):
+        keep = torch.ones(len(y), dtype=torch.bool)
+        if int((y == y[i]).sum()) > 1:
+            keep[i] = False
+        means = torch.stack([x[keep & (y == c)].mean(0) for c in classes])
+        correct += int(classes[(means @ x[i]).argmax()] == y[i])
+    return correct / len(y)
 
 
 def trainable_parameters(model: nn.Module) -> int:
@@ -187,10 +261,10 @@ def bottleneck_activations(
             handles.append(module.register_forward_hook(hook))
     try:
         model.eval()
-        batch = _rows(enc, slice(None))
+        batch = _rows(enc, slice(None), _device(model))
         model(**batch)
     finally:
         for h in handles:
             h.remove()
     mask = batch["attention_mask"].bool()
-    return {loc: act[mask].double() for loc, act in found.items()}
+    return {loc: act[mask].double().cpu() for loc, act in found.items()}

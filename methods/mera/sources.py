@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from data.text_tasks import make_task
-from methods.mera.config import MerAConfig, TextEncoderConfig
+from methods.mera.config import MerAConfig, TextEncoderConfig, published_task
 from methods.mera.model import Classifier, accuracy, adapter_config, load_encoder, tokenize, train
 
 log = logging.getLogger("reprolab")
@@ -31,12 +31,14 @@ log = logging.getLogger("reprolab")
 
 @dataclass
 class SourceAdapter:
-    """Where a source adapter lives (a folder in AdapterHub format, or a hub id) and its track tag."""
+    """Where a source adapter lives (a folder in AdapterHub format, or a hub id), its track tag and the
+    task it was trained on (None: unknown)."""
 
     name: str
     track: str
     location: str
     accuracy: float | None = None
+    task: str | None = None
 
 
 def adapter_name(task: str) -> str:
@@ -46,14 +48,15 @@ def adapter_name(task: str) -> str:
 
 def cache_key(enc: TextEncoderConfig, cfg: MerAConfig, task: str, init_seed: int) -> str:
     budget = [cfg.source_train, cfg.source_steps, cfg.source_batch, cfg.source_lr, cfg.max_length]
-    blob = json.dumps([enc.name, enc.pooling, task, init_seed, cfg.reduction_factor, budget, "v1"])
+    # v2: source_accuracy is stored as a fraction (v1 stored percent)
+    blob = json.dumps([enc.name, enc.pooling, task, init_seed, cfg.reduction_factor, budget, "v2"])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def default_cache_dir() -> Path:
-    from data.llm.loader import cache_dir
+    from data.cache import cache_dir
 
-    return cache_dir() / "mera" / "sources"
+    return cache_dir("mera") / "sources"
 
 
 def train_source(enc_cfg: TextEncoderConfig, cfg: MerAConfig, task: str, init_seed: int, out: Path) -> float:
@@ -84,14 +87,36 @@ def train_source(enc_cfg: TextEncoderConfig, cfg: MerAConfig, task: str, init_se
     return acc
 
 
+def published_location(cfg: MerAConfig, adapter_id: str) -> str:
+    """What ``load_adapter`` gets for a published adapter: its hub id, or (method.adapter_dir set) the
+    folder ``<adapter_dir>/<id>`` holding it in AdapterHub's format, so the same call loads either."""
+    if cfg.adapter_dir is None:
+        return adapter_id
+    folder = Path(cfg.adapter_dir).expanduser() / adapter_id
+    if not (folder / "adapter_config.json").is_file():
+        raise FileNotFoundError(
+            f"method.adapter_dir={cfg.adapter_dir}: no adapter in AdapterHub's format for {adapter_id!r} "
+            f"(expected {folder}/adapter_config.json, as save_adapter writes it)"
+        )
+    return str(folder)
+
+
 def ensure_sources(
     enc_cfg: TextEncoderConfig, cfg: MerAConfig, root: Path | None = None, on_done: Any = None
 ) -> list[SourceAdapter]:
     """Every source adapter, trained now only if no earlier run cached it."""
     from filelock import FileLock
 
-    if cfg.published:  # online: AdapterHub adapters by name, tagged by the config
-        return [SourceAdapter(adapter_name(p.id), p.track, p.id) for p in cfg.published]
+    if cfg.published:  # AdapterHub adapters by name (or each from its folder under adapter_dir)
+        return [
+            SourceAdapter(
+                adapter_name(p.id),
+                p.track,
+                published_location(cfg, p.id),
+                task=p.task or published_task(p.id),
+            )
+            for p in cfg.published
+        ]
     root = Path(root or cfg.cache_dir or default_cache_dir())
     out = []
     for i, task in enumerate(cfg.sources):
@@ -108,7 +133,9 @@ def ensure_sources(
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
         meta = json.loads((folder / "adapter_config.json").read_text())
-        out.append(SourceAdapter(adapter_name(task), meta["track"], str(folder), meta["source_accuracy"]))
+        out.append(
+            SourceAdapter(adapter_name(task), meta["track"], str(folder), meta["source_accuracy"], task)
+        )
         if on_done is not None:
             on_done(task)
     return out

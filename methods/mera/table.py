@@ -55,11 +55,11 @@ def single_rows(metrics: dict[str, float], tracks: dict[str, str], track: str) -
     every source, and over the sources tagged with the target's track."""
     per_k: dict[str, dict[str, list[float]]] = {}
     for key, value in metrics.items():
-        m = re.fullmatch(r"acc_k(\d+)/(.+)", key)
+        m = re.fullmatch(r"(acc|f1)_k(\d+)/(.+)", key)  # accuracy and (MRPC, QQP) F1 per source
         if m:
-            groups = per_k.setdefault(f"acc_k{m.group(1)}", {"all": [], "same": []})
+            groups = per_k.setdefault(f"{m.group(1)}_k{m.group(2)}", {"all": [], "same": []})
             groups["all"].append(value)
-            if tracks.get(m.group(2)) == track:
+            if tracks.get(m.group(3)) == track:
                 groups["same"].append(value)
     rows: dict[str, dict[str, float]] = {
         "single": {},
@@ -75,8 +75,12 @@ def single_rows(metrics: dict[str, float], tracks: dict[str, str], track: str) -
     return rows
 
 
-def load(sweep: Path) -> tuple[dict[str, list[dict[str, float]]], dict[str, Any]]:
-    by_variant: dict[str, list[dict[str, float]]] = {}
+Runs = dict[str, list[dict[str, float]]]
+
+
+def load(sweep: Path) -> tuple[dict[tuple[str, str], Runs], dict[str, Any]]:
+    """Completed runs per (backbone, target) and, in each, per table row; and the stored report spec."""
+    groups: dict[tuple[str, str], Runs] = {}
     report: dict[str, Any] = {}
     for path in sorted(sweep.rglob("results.json")):
         record = json.loads(path.read_text())
@@ -85,6 +89,8 @@ def load(sweep: Path) -> tuple[dict[str, list[dict[str, float]]], dict[str, Any]
         cfg = record.get("config") or {}
         report = report or (cfg.get("report") or {})
         variant = cfg["method"]["variant"]
+        group = (str(cfg["method"].get("backbone") or ""), str(cfg["method"]["target"]))
+        by_variant = groups.setdefault(group, {})
         sources = path.parent / "sources.json"
         if variant == "single" and sources.is_file():
             tracks = {s["name"]: s["track"] for s in json.loads(sources.read_text())}
@@ -92,7 +98,7 @@ def load(sweep: Path) -> tuple[dict[str, list[dict[str, float]]], dict[str, Any]
                 by_variant.setdefault(name, []).append(row)
         else:
             by_variant.setdefault(variant, []).append(record["metrics"])
-    return by_variant, report
+    return dict(sorted(groups.items())), report
 
 
 def shots_of(runs: dict[str, list[dict[str, float]]]) -> list[int]:
@@ -106,60 +112,101 @@ def shots_of(runs: dict[str, list[dict[str, float]]]) -> list[int]:
     return sorted(found)
 
 
-def stats(runs: list[dict[str, float]], k: int) -> tuple[float, float, int]:
-    vals = np.array([r[f"acc_k{k}"] for r in runs if f"acc_k{k}" in r], dtype=float)
+def stats(
+    runs: list[dict[str, float]], k: int, scale: float = 1.0, metric: str = "acc"
+) -> tuple[float, float, int]:
+    """Mean, std and count of {metric}_k{k} (acc, f1) over the runs, times ``scale`` (100: percent)."""
+    key = f"{metric}_k{k}"
+    vals = scale * np.array([r[key] for r in runs if key in r], dtype=float)
     if not len(vals):
         return float("nan"), float("nan"), 0
     return float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, len(vals)
 
 
+def percent_scale(report: dict[str, Any]) -> float:
+    """100 when the report spec prints the accuracies in percent (`report.percent`), else 1: results.json
+    holds fractions, as runners.report reads them."""
+    percent = report.get("percent") or []
+    return 100.0 if percent is True or any(str(m).startswith("acc_k") for m in percent) else 1.0
+
+
 def make_table(sweep: Path) -> str:
-    runs, report = load(sweep)
-    if not runs:
+    """table_by_k.md in the paper's layout: per backbone and target, methods × K, test accuracy and (MRPC,
+    QQP) F1, with same-track MerA's gain over the better of full fine-tuning and adapter tuning beside the
+    paper's gain on that target."""
+    groups, report = load(sweep)
+    if not groups:
         raise FileNotFoundError(f"no completed results.json under {sweep}")
-    ks = shots_of(runs)
-    variants = [v for v in ORDER if v in runs] + [v for v in runs if v not in ORDER]
-    means = {v: {k: stats(runs[v], k) for k in ks} for v in variants}
-    best = {k: max(means[v][k][0] for v in variants) for k in ks}
-    lines = [
-        f"# {report.get('title', 'MerA few-shot accuracy')}",
-        "",
-        f"Test accuracy (%) on the held-out target, mean ± std over seeds (n), sweep `{sweep}`.",
-        "",
-        "| method | " + " | ".join(f"K={k}" for k in ks) + " |",
-        "|---|" + "---:|" * len(ks),
-    ]
-    for v in variants:
-        cells = []
-        for k in ks:
-            m, s, n = means[v][k]
-            text = f"{m:.1f} ± {s:.1f} ({n})" if n else "missing"
-            cells.append(f"**{text}**" if n and m == best[k] else text)
-        lines.append(f"| {LABELS.get(v, v)} | " + " | ".join(cells) + " |")
-    base = [v for v in ("full_ft", "scratch") if v in means]
-    if "mera_same_track" in means and base:
-        gains = [means["mera_same_track"][k][0] - max(means[b][k][0] for b in base) for k in ks]
-        paper = report.get("paper_gains") or {}
-        lines += [
-            "",
-            "Same-track MerA-OT minus the better of full fine-tuning and adapter-from-scratch (points): "
-            + ", ".join(f"K={k}: {g:+.1f}" for k, g in zip(ks, gains, strict=True))
-            + (
-                ". Paper (few-shot GLUE, BERT/RoBERTa): "
-                + ", ".join(f"{t} {g:+.1f}" for t, g in paper.items())
-                if paper
-                else ""
-            )
-            + ".",
+    scale = percent_scale(report)
+    unit, points, digits = (" (%)", "points", 1) if scale == 100.0 else ("", "accuracy", 3)
+    lines = [f"# {report.get('title', 'MerA few-shot accuracy')}", ""]
+    plotted = None
+    for (backbone, target), runs in groups.items():
+        ks = shots_of(runs)
+        variants = [v for v in ORDER if v in runs] + [v for v in runs if v not in ORDER]
+        if len(groups) > 1 or backbone:
+            lines += [f"## {backbone or 'backbone'} · {target}", ""]
+        metrics = [
+            "acc",
+            *(["f1"] if any(f"f1_k{k}" in r for rs in runs.values() for r in rs for k in ks) else []),
         ]
-    if plot(sweep / "accuracy_vs_k.png", means, variants, ks):
-        lines += ["", "![accuracy vs K](accuracy_vs_k.png)"]
-    text = "\n".join(lines) + "\n"
+        means = {}
+        for metric in metrics:
+            means[metric] = {v: {k: stats(runs[v], k, scale, metric) for k in ks} for v in variants}
+            what = "Test accuracy" if metric == "acc" else "Test F1 (positive class)"
+            lines += [
+                f"{what}{unit} on the held-out target {target}, mean ± std over seeds (n), sweep `{sweep}`.",
+                "",
+                *rows_table(means[metric], variants, ks, digits),
+                "",
+            ]
+        plotted = plotted or (means["acc"], variants, ks)
+        lines += gain_lines(means["acc"], ks, target, report, scale, points, digits)
+    if plotted and plot(sweep / "accuracy_vs_k.png", *plotted, unit):
+        lines += ["![accuracy vs K](accuracy_vs_k.png)"]
+    text = "\n".join(lines).rstrip("\n") + "\n"
     (sweep / "table_by_k.md").write_text(text)
     return text
 
 
-def plot(path: Path, means: dict, variants: list[str], ks: list[int]) -> bool:
+def rows_table(means: dict, variants: list[str], ks: list[int], digits: int) -> list[str]:
+    """Methods × K as markdown, the best mean of each column in bold."""
+    best = {k: max(means[v][k][0] for v in variants) for k in ks}
+    lines = ["| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+    for v in variants:
+        cells = []
+        for k in ks:
+            m, s, n = means[v][k]
+            text = f"{m:.{digits}f} ± {s:.{digits}f} ({n})" if n else "missing"
+            cells.append(f"**{text}**" if n and m == best[k] else text)
+        lines.append(f"| {LABELS.get(v, v)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def gain_lines(
+    means: dict, ks: list[int], target: str, report: dict[str, Any], scale: float, points: str, digits: int
+) -> list[str]:
+    """Same-track MerA-OT minus the better of full fine-tuning and adapter tuning, per K, and the paper's
+    gain: on this target when the paper reports one, else every gain it reports."""
+    base = [v for v in ("full_ft", "scratch") if v in means]
+    if "mera_same_track" not in means or not base:
+        return []
+    gains = [means["mera_same_track"][k][0] - max(means[b][k][0] for b in base) for k in ks]
+    paper = {str(t): g for t, g in (report.get("paper_gains") or {}).items()}  # fractions, as results.json
+    own = {t: g for t, g in paper.items() if t.lower() == target.lower()}
+    text = (
+        f"Same-track MerA-OT minus the better of full fine-tuning and adapter-from-scratch ({points}): "
+        + ", ".join(f"K={k}: {g:+.{digits}f}" for k, g in zip(ks, gains, strict=True))
+    )
+    if own or paper:
+        shown = own or paper
+        text += ". Paper (few-shot GLUE, BERT/RoBERTa): " + ", ".join(
+            f"{t} {g * scale:+.{digits}f}" for t, g in shown.items()
+        )
+    return [text + ".", ""]
+
+
+def plot(path: Path, means: dict, variants: list[str], ks: list[int], unit: str = "") -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -175,7 +222,7 @@ def plot(path: Path, means: dict, variants: list[str], ks: list[int]) -> bool:
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("K (shots per class)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"test accuracy{unit}")
     ax.legend(fontsize="x-small")
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})

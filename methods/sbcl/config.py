@@ -8,6 +8,7 @@ cosine with a 10-epoch linear warm-up; stage 2 LDAM-DRW for 200 epochs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from hydra.core.config_store import ConfigStore
 
@@ -23,6 +24,8 @@ SPLIT_RULES = ("tertiles", "thresholds")
 @dataclass
 class SBCLConfig:
     _target_: str = "methods.sbcl.method.SBCL"
+    # Multi-process strategies it supports (runners.distributed.strategy_refusal): ddp.
+    strategies: ClassVar[tuple[str, ...]] = ("ddp",)
     name: str = "sbcl"
     loss: str = "sbcl"
     # Loss: τ, τ_b (the (τ/τ_b) factor of the subclass term), γ (class-term weight). SupCon uses τ_b = τ

@@ -77,3 +77,32 @@ def supcon_loss(
 ) -> torch.Tensor:
     """SupCon = SBCL with one subclass per class and no class term."""
     return sbcl_loss(z, labels, labels, tau=tau, tau_base=tau_base, gamma=0.0).loss
+
+
+def global_view_major(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Each rank's view-major (2b, ...) block → the global batch's view-major (2Wb, ...) block: every
+    rank's view 1, then every rank's view 2, so row i's other view stays (i + Wb) mod 2Wb."""
+    halves = [(p[: p.shape[0] // 2], p[p.shape[0] // 2 :]) for p in parts]
+    return torch.cat([first for first, _ in halves] + [second for _, second in halves])
+
+
+def gather_batch(
+    z: torch.Tensor, labels: torch.Tensor, subclasses: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The global batch of a data-parallel step: z (with gradients, through torch.distributed.nn's
+    all_gather, whose backward sums every rank's gradient into each rank's slice) and the labels and
+    subclass ids of every rank, so each rank's loss is the loss of the whole batch across ranks (the
+    negatives do not change with the number of devices). Outside a process group: the inputs."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return z, labels, subclasses
+    from torch.distributed.nn.functional import all_gather  # its deprecated successor has no autograd
+
+    world = dist.get_world_size()
+    zs = list(all_gather(z.contiguous()))
+    ys = [torch.empty_like(labels) for _ in range(world)]
+    ss = [torch.empty_like(subclasses) for _ in range(world)]
+    dist.all_gather(ys, labels.contiguous())
+    dist.all_gather(ss, subclasses.contiguous())
+    return global_view_major(zs), torch.cat(ys), torch.cat(ss)

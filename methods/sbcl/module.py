@@ -5,6 +5,12 @@ Per batch two augmented views are made on the device; z = normalise(proj(encoder
 re-clusters at the start of epoch ``warmup + k·R`` (k = 0, 1, ...): embed the clean training set, k-means
 per class, class temperatures. Before that it trains with SupCon (the official warm-up). Subclass ids
 live in a buffer, so a resumed run keeps them.
+
+Data parallel (``hardware=ddp``): ``method.batch_size`` is the global batch, split over the ranks; the
+contrastive loss sees the whole global batch (features all-gathered with gradients, methods.sbcl.loss
+``gather_batch``), so its negatives do not depend on the number of devices; k-means runs once, on rank 0,
+and its subclass ids and class temperatures are broadcast, so every rank uses the same assignment; the
+test predictions of every rank are gathered before the accuracies. Each rank draws its own augmentations.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from data.vision.augment import augment
 from data.vision.probes import train_linear_probe
 from data.vision.splits import frequency_groups, group_accuracies
 from methods.sbcl.config import SBCLConfig
-from methods.sbcl.loss import sbcl_loss
+from methods.sbcl.loss import gather_batch, sbcl_loss
 from methods.sbcl.subclasses import assign_subclasses, class_temperatures, subclass_counts
 
 
@@ -51,10 +57,29 @@ class SBCLModule(pl.LightningModule):
         self.register_buffer("sub_ids", torch.full((n,), -1, dtype=torch.long))
         self.register_buffer("class_tau", torch.full((self.num_classes,), cfg.tau))
         self.groups = frequency_groups(class_counts, cfg.split_rule, cfg.many, cfg.few)
-        self.gen = torch.Generator().manual_seed(seed)
+        self.gen = torch.Generator().manual_seed(seed)  # the augmentations'
         self._preds: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
+        self._indices: list[torch.Tensor] = []
         self._epoch_losses: list[float] = []
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """Declared to the fit runner, which keeps their states in last.ckpt for an exact resume."""
+        return {"augment": self.gen}
+
+    def setup(self, stage: str) -> None:
+        """Under data parallelism: each rank takes 1/W of the global batch and its own augmentation
+        stream (rank 0 keeps the single-process one)."""
+        world = self.trainer.world_size
+        if world > 1 and stage == "fit":
+            if self.cfg.batch_size % world:
+                raise ValueError(
+                    f"method.batch_size={self.cfg.batch_size} is the global batch and must split evenly "
+                    f"over the {world} ranks"
+                )
+            self.trainer.datamodule.batch_size = self.cfg.batch_size // world
+            if self.global_rank:
+                self.gen.manual_seed(self.seed + 1_000_003 * self.global_rank)
 
     # ------------------------------------------------------------------ embeddings and clustering
 
@@ -75,28 +100,44 @@ class SBCLModule(pl.LightningModule):
         return torch.cat(outs), torch.cat(labels)
 
     def recluster(self) -> dict[str, float]:
+        """Cluster on rank 0 only and broadcast the ids, temperatures and their statistics to every rank
+        (a single process: the same call, without the broadcast)."""
+        trainer = self._trainer
+        payload = None
+        if trainer is None or trainer.is_global_zero:
+            sub, tau, stats = self._cluster()
+            payload = (sub.cpu(), tau.cpu(), stats)
+        if trainer is not None and trainer.world_size > 1:
+            payload = trainer.strategy.broadcast(payload, src=0)
+        sub, tau, stats = payload
+        self.sub_ids.copy_(sub.to(self.sub_ids.device))
+        self.class_tau.copy_(tau.to(self.class_tau.device))
+        return stats
+
+    def _cluster(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         z, y = self.embed_train_set(projected=True)
         sub = assign_subclasses(
             z, y, self.k_per_class, seed=self.seed + self.current_epoch, iters=self.cfg.kmeans_iters
         )
-        self.sub_ids.copy_(sub.to(self.sub_ids.device))
+        tau = self.class_tau
         if self.cfg.class_temperature:
-            self.class_tau.copy_(class_temperatures(z, y, self.k_per_class, self.cfg.tau).to(self.device))
+            tau = class_temperatures(z, y, self.k_per_class, self.cfg.tau).to(self.class_tau.device)
         sizes = torch.bincount(sub, minlength=sum(self.k_per_class)).float()
         offsets = np.concatenate([[0], np.cumsum(self.k_per_class)])
         lo, hi = (
             torch.as_tensor(offsets[:-1], device=y.device)[y],
             torch.as_tensor(offsets[1:], device=y.device)[y],
         )
-        return {
+        stats = {
             "sub/num_subclasses": float(sum(self.k_per_class)),
             "sub/size_over_M_mean": float(sizes.mean() / self.floor_size),
             "sub/size_over_M_min": float(sizes.min() / self.floor_size),
             "sub/size_over_M_max": float(sizes.max() / self.floor_size),
             "sub/ids_in_range": float(((sub >= lo) & (sub < hi)).float().mean()),
-            "sub/tau_min": float(self.class_tau.min()),
-            "sub/tau_max": float(self.class_tau.max()),
+            "sub/tau_min": float(tau.min()),
+            "sub/tau_max": float(tau.max()),
         }
+        return sub, tau, stats
 
     def clustering_active(self) -> bool:
         return self.cfg.loss == "sbcl" and self.current_epoch >= self.cfg.warmup_epochs
@@ -116,20 +157,30 @@ class SBCLModule(pl.LightningModule):
         if cfg.loss == "ce":
             logits = self.joint_head(self.encoder(augment(x, cfg.augment, self.gen)))
             loss = F.cross_entropy(logits, y)
-            self.log("loss/ce", loss, on_epoch=True, on_step=False)
+            reported = self._mean_over_ranks(loss.detach())
+            self.log("loss/ce", reported, on_epoch=True, on_step=False)
         else:
             views = torch.cat([augment(x, cfg.augment, self.gen), augment(x, cfg.augment, self.gen)])
             z = self.embed(views)
             if self.clustering_active():
-                terms = sbcl_loss(z, y, self.sub_ids[idx], cfg.tau, cfg.tau_base, cfg.gamma, self.class_tau)
+                z, y, s = gather_batch(z, y, self.sub_ids[idx])
+                terms = sbcl_loss(z, y, s, cfg.tau, cfg.tau_base, cfg.gamma, self.class_tau)
                 self.log("loss/class_term", terms.cls, on_epoch=True, on_step=False)
             else:  # SupCon: s = y, no class term, τ_b = τ (also SBCL's warm-up)
+                z, y, _ = gather_batch(z, y, y)
                 terms = sbcl_loss(z, y, y, cfg.tau, cfg.supcon_tau_base, 0.0)
             self.log("loss/subclass_term", terms.sub, on_epoch=True, on_step=False)
-            loss = terms.loss
-        self.log("train_loss", loss, on_epoch=True, on_step=False, prog_bar=True)
-        self._epoch_losses.append(float(loss.detach()))
+            loss = reported = terms.loss  # the whole global batch's loss: the same on every rank
+        self.log("train_loss", reported, on_epoch=True, on_step=False, prog_bar=True)
+        self._epoch_losses.append(float(reported.detach()))
         return loss
+
+    def _mean_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
+        """A per-rank value averaged over the ranks, here in the step (where every rank issues its
+        collectives in the same order; Lightning's lazy ``sync_dist`` at epoch end would not be)."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return value
+        return self.trainer.strategy.reduce(value.clone(), reduce_op="mean")
 
     def on_train_epoch_end(self) -> None:
         if self.curve is not None and self._epoch_losses:
@@ -172,12 +223,20 @@ class SBCLModule(pl.LightningModule):
         return head(feats)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        x, y, _ = batch
-        self._preds.append(self.classify(x).argmax(dim=1).cpu())
-        self._labels.append(y.cpu())
+        x, y, idx = batch
+        self._preds.append(self.classify(x).argmax(dim=1))
+        self._labels.append(y)
+        self._indices.append(torch.as_tensor(idx, device=y.device))
 
     def on_test_epoch_end(self) -> None:
-        pred, labels = torch.cat(self._preds).numpy(), torch.cat(self._labels).numpy()
-        self._preds, self._labels = [], []
+        pred, labels, idx = torch.cat(self._preds), torch.cat(self._labels), torch.cat(self._indices)
+        self._preds, self._labels, self._indices = [], [], []
+        if self.trainer.world_size > 1:  # every rank's share (the sampler pads with repeats: keep each once)
+            pred, labels, idx = (self.all_gather(t).flatten() for t in (pred, labels, idx))
+            where = torch.zeros(int(idx.max()) + 1, dtype=torch.long, device=idx.device)
+            where[idx] = torch.arange(len(idx), device=idx.device)  # repeats agree: any one will do
+            keep = where[torch.unique(idx)]
+            pred, labels = pred[keep], labels[keep]
+        pred, labels = pred.cpu().numpy(), labels.cpu().numpy()
         for k, v in group_accuracies(pred, labels, self.groups, self.num_classes).items():
             self.log(k, v)

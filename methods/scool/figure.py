@@ -32,7 +32,7 @@ def true_groups(record: dict) -> np.ndarray:
         train.num_classes,
         m["partition"],
         m["n_devices"],
-        m["classes_per_device"],
+        m["classes_per_device"] or max(2, train.num_classes // 10),  # SCooLConfig.classes_for
         m["groups"],
         np.random.default_rng(record["seed"]),
         m["samples_per_class"],
@@ -77,7 +77,7 @@ def main() -> None:
             np.fill_diagonal(w, np.nan)
             acc = runs[part, algo][1]["metrics"]["accuracy"]
             ax.imshow(w, cmap="viridis")
-            ax.set_title(f"{algo} ({acc:.1f}%)")
+            ax.set_title(f"{algo} ({acc:.1%})")  # results.json: a fraction
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 
@@ -20,12 +18,22 @@ def dpsgd_graph(n: int, neighbours: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def sparsify_mask(w: torch.Tensor, keep: float) -> torch.Tensor:
-    """Keep device i itself and its top ⌈keep·(n−1)⌉ neighbours by w_ij."""
+    """Keep int(keep·n) devices, device i itself and its top neighbours by w_ij (the official
+    training_utils.py, select_top_faction_mixing_weight_mask: `int(child_rank_num * mask_fraction)`
+    by weight; here the device itself always stays, the M-step's own term)."""
     n = len(w)
-    k = max(1, math.ceil(keep * (n - 1)))
+    k = max(0, int(keep * n + 1e-9) - 1)
     off = w.clone().fill_diagonal_(-float("inf"))
-    mask = torch.zeros_like(w).scatter_(1, off.topk(k, dim=1).indices, 1.0)
+    mask = torch.zeros_like(w).scatter_(1, off.topk(k, dim=1).indices, 1.0) if k else torch.zeros_like(w)
     return mask.fill_diagonal_(1.0)
+
+
+def fedavg_weights(n: int, fraction: float, gen: torch.Generator) -> torch.Tensor:
+    """FedAvg's round: every device takes the mean of max(1, round(fraction·n)) sampled devices' models."""
+    picked = torch.randperm(n, generator=gen)[: max(1, round(fraction * n))]
+    w = torch.zeros(n, n)
+    w[:, picked] = 1.0 / len(picked)
+    return w
 
 
 def apply_mask(w: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -45,8 +45,15 @@ def sbm_estep(
     return w, phi
 
 
-def sbm_mixing(w: torch.Tensor) -> torch.Tensor:
+def self_edges(y: torch.Tensor, phi: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
+    """The official code's W_ii (SBM.py, optimize_W for i = j): σ((φ_i logit(B) φ_i + Y_ii) / scale)."""
+    logit_b = b.log() - (1 - b).log()
+    return torch.sigmoid((((phi @ logit_b) * phi).sum(1) + y.diagonal()) / scale)
+
+
+def sbm_mixing(w: torch.Tensor, self_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mixing weights w_i = W_i / Σ_j W_ij, with the device's own update at weight 1 (the ∇L(D_i) term of
-    the M-step, eq. 22, which has no W factor)."""
-    w = w + torch.eye(len(w), dtype=w.dtype, device=w.device)
+    the M-step, eq. 22, which has no W factor), or at ``self_weight`` (n,) (the official W_ii)."""
+    own = torch.ones(len(w), dtype=w.dtype, device=w.device) if self_weight is None else self_weight
+    w = w + torch.diag(own)
     return w / w.sum(1, keepdim=True)

@@ -1,0 +1,86 @@
+"""Which process of a distributed run this one is, read from what the launchers put in the environment.
+
+Lightning's ``ddp`` strategy re-executes ``sys.argv`` for ranks 1..N-1 (``LOCAL_RANK``, ``NODE_RANK``,
+``WORLD_SIZE`` set), torchrun sets ``RANK``, SLURM sets ``SLURM_PROCID``. The runner must know the rank
+before any engine starts, so only global rank 0 takes the run-dir lock and writes ``results.json``, the
+stage files and the W&B run; the other ranks compute, then leave.
+"""
+
+from __future__ import annotations
+
+import os
+
+from omegaconf import DictConfig
+
+
+def global_rank() -> int:
+    """This process's global rank (0 outside a distributed launch). Lightning's launcher gives only the
+    node and local ranks; on nodes after the first the result is merely nonzero, which is all the runner
+    asks."""
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"])
+    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        return int(env["SLURM_PROCID"])
+    local = int(env.get("LOCAL_RANK", "0"))
+    node = int(env.get("NODE_RANK", env.get("GROUP_RANK", "0")))
+    return local + node * int(env.get("LOCAL_WORLD_SIZE", "1"))
+
+
+def is_global_zero() -> bool:
+    """Whether this process is the run's rank 0: the one that owns the run dir."""
+    return global_rank() == 0
+
+
+def planned_world_size(hardware: object) -> int:
+    """How many processes ``hardware`` (a HardwareConfig node) asks for, from the config alone (the launch
+    has not happened yet when a method is built): devices × nodes for a multi-process strategy, else 1."""
+    strategy = str(getattr(hardware, "strategy", "auto"))
+    devices = getattr(hardware, "devices", 1)
+    nodes = int(getattr(hardware, "num_nodes", 1) or 1)
+    if not strategy.startswith(("ddp", "fsdp", "deepspeed")):
+        return 1
+    if not isinstance(devices, str | int):  # a list of device indices (a ListConfig when composed)
+        count = len(devices)
+    elif str(devices) in ("-1", "auto"):
+        import torch
+
+        count = torch.cuda.device_count() if str(getattr(hardware, "accelerator", "")) != "cpu" else 1
+    else:
+        count = int(devices)
+    return max(count, 1) * nodes
+
+
+# Multi-process strategy families (Lightning's strategy names start with these).
+MULTI_PROCESS = ("ddp", "fsdp", "deepspeed")
+
+
+def strategy_family(strategy: str) -> str | None:
+    """``ddp_find_unused_parameters_true`` → "ddp"; "auto", "single_device" → None (one process)."""
+    return next((f for f in MULTI_PROCESS if str(strategy).startswith(f)), None)
+
+
+def strategy_refusal(cfg: DictConfig) -> str | None:
+    """Why ``cfg.hardware.strategy`` cannot run ``cfg.method``, or None when it can.
+
+    A method schema declares the multi-process strategy families it supports as a class variable,
+    ``strategies: ClassVar[tuple[str, ...]]`` (SBCL: ``("ddp",)``; a single-environment loop: ``()``).
+    A schema that declares nothing is not checked. Read at compose time, before anything heavy."""
+    from omegaconf import OmegaConf
+
+    method, hardware = cfg.get("method"), cfg.get("hardware")
+    if not isinstance(method, DictConfig) or not isinstance(hardware, DictConfig):
+        return None
+    family = strategy_family(str(hardware.get("strategy", "auto")))
+    schema = OmegaConf.get_type(method)
+    supported = getattr(schema, "strategies", None)
+    if family is None or supported is None or family in supported:
+        return None
+    name = method.get("name")
+    can = f"it supports {', '.join(supported)}" if supported else "it runs in one process"
+    return (
+        f"method={name} cannot use hardware={hardware.get('name')} (strategy {hardware.get('strategy')}): "
+        f"{can}, so {family} would only run the same work on every process. To use several devices or "
+        f"cores, run independent seeds in parallel instead: python run.py -m method={name} seed=0,1,2 "
+        "launcher=joblib (or launcher=slurm on a cluster), with hardware=cpu or hardware=gpu"
+    )

@@ -1,0 +1,159 @@
+"""`make table-erc SCALE=paper`, rehearsed: the paper's grid as composed, and one cell of it run end to end.
+
+The grid test reads the sweep the experiment file gives at each scale (no training). The rehearsal runs
+`run.py -m experiment=erc_dmc scale=paper` with only sizes overridden (one task, one seed, a few hundred
+steps, a small buffer and evaluation), then the report, and checks that both methods' cells, the paper's
+numbers beside them and the IQM over tasks come out, and that everything not a size stayed the paper's.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+EXPERIMENT = "conf/experiment/erc_dmc.yaml"
+# The 26 DMControl state tasks of the paper's figure, as the official repo's curves name them.
+PAPER_TASKS = [
+    *("acrobot-swingup", "ball_in_cup-catch", "cartpole-balance", "cartpole-balance_sparse"),
+    *("cartpole-swingup", "cartpole-swingup_sparse", "cheetah-run", "finger-spin", "finger-turn_easy"),
+    *("finger-turn_hard", "fish-swim", "fish-upright", "hopper-hop", "hopper-stand", "humanoid-run"),
+    *("humanoid-stand", "humanoid-walk", "pendulum-swingup", "point_mass-easy", "reacher-easy"),
+    *("reacher-hard", "swimmer-swimmer6", "swimmer-swimmer15", "walker-run", "walker-stand", "walker-walk"),
+]
+
+
+def sweep_grid(scale: str) -> tuple[dict[str, list[str]], object]:
+    """The sweeper's parameters at ``scale`` as Hydra's basic sweeper expands them, and the config."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from runners.schemas import register_all
+
+    register_all()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", ["experiment=erc_dmc", f"scale={scale}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    lines = [f"{key}={params[key]}" for key in params]
+    overrides = OverridesParser.create().parse_overrides(lines)
+    grid = {o.key_or_group: list(o.sweep_string_iterator()) for o in overrides}
+    return grid, cfg
+
+
+def test_paper_scale_sweeps_the_papers_26_tasks_by_10_seeds_and_small_scale_3_by_3() -> None:
+    from dm_control import suite
+
+    grid, cfg = sweep_grid("paper")
+    tasks = [t.replace("-", "_") for t in PAPER_TASKS]
+    assert grid["env.task"] == tasks
+    assert set(tasks) <= {f"{domain}_{task}" for domain, task in suite.ALL_TASKS}
+    assert grid["seed"] == [str(s) for s in range(10)] and grid["method"] == ["erc", "sac"]
+    # The paper's numbers for every task of the grid, for both methods that run.
+    paper = cfg.report.paper.metrics.eval_return
+    assert sorted(paper) == sorted(tasks) and all(set(paper[t]) == {"erc", "sac"} for t in tasks)
+    assert paper.hopper_hop.erc == pytest.approx(387) and paper.hopper_hop.sac == pytest.approx(100)
+
+    small, _ = sweep_grid("small")
+    assert small == {
+        "method": ["erc", "sac"],
+        "env.task": ["cartpole_swingup", "walker_walk", "cheetah_run"],
+        "seed": ["0", "1", "2"],
+    }
+
+
+def test_report_of_a_paper_sweep_with_no_results_yet_expects_all_520_jobs(tmp_path) -> None:
+    from omegaconf import OmegaConf
+
+    from runners.report import make_report
+
+    _, cfg = sweep_grid("paper")
+    OmegaConf.save(cfg, tmp_path / "multirun.yaml")  # what Hydra's basic sweeper writes before the jobs
+    text = make_report(tmp_path, experiment=ROOT / EXPERIMENT)
+    assert "0/520 runs completed" in text
+
+
+@pytest.mark.parametrize("method", ["erc", "sac"])
+def test_paper_budget_runs_erc_and_sac_at_the_same_update_to_data_ratio(compose, method: str) -> None:
+    cfg = compose(["experiment=erc_dmc", "scale=paper", f"method={method}"])
+    m = cfg.method
+    assert (m.utd_ratio, m.total_steps, m.learning_starts, m.buffer_size) == (5, 1_000_000, 25_000, 1_000_000)
+    assert (m.eval_every, m.eval_episodes, cfg.env.action_repeat) == (10_000, 10, 1)
+    assert m.beta == pytest.approx(0.005 if method == "erc" else 0.0)
+
+
+def markdown_table(text: str, heading: str) -> dict[str, dict[str, str]]:
+    """The table under ``## heading`` as {first cell: {column: cell}}."""
+    block = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in block.splitlines() if line.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    return {row[0]: dict(zip(head, row, strict=True)) for row in rows}
+
+
+@pytest.mark.slow
+def test_rehearsal_of_the_paper_table_one_task_one_seed(tmp_path) -> None:
+    sweep = tmp_path / "sweep"
+    sizes = [
+        "env.task=cartpole_swingup",
+        "seed=0",
+        "method.total_steps=600",
+        "method.learning_starts=500",
+        "method.eval_every=600",
+        "method.eval_episodes=1",
+        "method.buffer_size=600",
+        "method.td_probe_size=256",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    args = ["-m", "experiment=erc_dmc", "scale=paper", *sizes, "logger=none", f"hydra.sweep.dir={sweep}"]
+    run = subprocess.run(
+        [sys.executable, "run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    records = {r["method"]: r for r in (json.loads(p.read_text()) for p in sweep.rglob("results.json"))}
+    assert sorted(records) == ["erc", "sac"]
+    for name, record in records.items():
+        assert record["status"] == "completed" and record["scale"] == "paper"
+        m = record["config"]["method"]
+        # Sizes are ours; everything else is the paper's configuration.
+        assert (m["total_steps"], m["learning_starts"], m["eval_episodes"]) == (600, 500, 1)
+        assert (m["utd_ratio"], m["batch_size"], m["policy_every"]) == (5, 256, 2)
+        assert m["beta"] == pytest.approx(0.005 if name == "erc" else 0.0)
+        env_cfg = record["config"]["env"]
+        assert (env_cfg["task"], env_cfg["action_repeat"]) == ("cartpole_swingup", 1)
+        assert len(record["curves"]["eval_return"]) == 1
+
+    report = subprocess.run(
+        [sys.executable, "-m", "runners.report", str(sweep), "--experiment", EXPERIMENT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (sweep / "table.md").read_text()
+    assert "scale: paper" in text and "2/2 runs completed" in text
+    returns = markdown_table(text, "eval_return (↑)")
+    row = returns["cartpole_swingup"]
+    for name in ("erc", "sac"):
+        ours = float(row[name].strip("*").split()[0])
+        # The table prints 3 significant digits.
+        assert ours == pytest.approx(records[name]["metrics"]["eval_return"], rel=5e-3, abs=5e-3)
+        assert "(n=1)" in row[name]
+        assert row[f"{name} IQM [95% CI]"].strip("*").startswith(row[name].strip("*").split()[0])
+    assert float(row["paper erc"]) == pytest.approx(867.0) and float(row["paper sac"]) == pytest.approx(864.0)
+    iqm = returns["IQM over rows"]
+    assert iqm["erc IQM [95% CI]"] != "—" and iqm["sac IQM [95% CI]"] != "—"
+    assert "sliding-window-smoothed" in text
+
+    with (sweep / "table.csv").open() as f:
+        cells = [r for r in csv.DictReader(f) if r["metric"] == "eval_return"]
+    paper = {r["method"]: float(r["paper"]) for r in cells}
+    assert paper == pytest.approx({"erc": 867.0, "sac": 864.0})
