@@ -127,6 +127,8 @@ def hub_names(cfg: Any) -> Iterator[tuple[str, str, str, str]]:
         if not isinstance(node, dict):
             return
         name = node.get("name")
+        if isinstance(name, str) and "${" in name and isinstance(cfg, DictConfig):  # e.g. ${method.backbone}
+            name = OmegaConf.select(cfg, f"{key}.name" if key else "name", throw_on_resolution_failure=False)
         if "hub_id" in node:  # an image set (data.config.ImageDataConfig): its hub_id is a dataset
             hub_id = node.get("hub_id")
             if node.get("source") == "hub" and isinstance(hub_id, str):
@@ -147,6 +149,16 @@ def hub_names(cfg: Any) -> Iterator[tuple[str, str, str, str]]:
                 yield from walk(value, f"{key}.{child}" if key else str(child))
 
     yield from walk(container, "")
+    if isinstance(cfg, DictConfig) and OmegaConf.select(cfg, "method.task_source") == "glue":  # MerA
+        glue = OmegaConf.select(cfg, "method.glue", throw_on_resolution_failure=False)
+        if isinstance(glue, str) and not _looks_local(glue):
+            yield "method.glue", glue, "dataset", "a local folder in the hub's layout as method.glue"
+        if OmegaConf.select(cfg, "method.adapter_dir") is None:
+            for i in range(len(OmegaConf.select(cfg, "method.published") or [])):
+                key = f"method.published.{i}.id"
+                adapter_id = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+                choices = "method.adapter_dir=<a folder holding each id's adapter as save_adapter writes it>"
+                yield f"method.published[{i}].id", str(adapter_id), "model", choices
     data = (container.get("method") or {}).get("data") if isinstance(container, dict) else None
     if isinstance(data, str) and data not in _DATA_KEYWORDS and not is_local_source(data):
         choices = "method.data=generated (instruction tasks the code generates), or a local .json/.jsonl file"

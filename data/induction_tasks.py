@@ -270,12 +270,16 @@ def parse_official(task: str, data: dict, rng: random.Random) -> list[Example]:
 
 
 def load_official(
-    name: str, root: str, n_pool: int, n_dev: int, n_test: int, split_seed: int = 0
+    name: str, root: str, n_pool: int, n_dev: int, n_test: int, split_seed: int = 0, n_demos: int = 1
 ) -> InductionTask:
     """``root`` is a folder or URL prefix holding ``induce/<task>.json`` and ``execute/<task>.json``.
 
-    As in the official run: ``n_pool`` (100 there) induce examples form the demonstration pool, the rest
-    of induce is the dev pool (we fix ``n_dev`` of them once), and ``n_test`` execute examples are the test.
+    The official split (InstructZero/APE ``run``: ``prompt_gen_size = min(int(len(induce) * 0.5), 100)``,
+    the rest of induce is the dev data): the demonstration pool is half of induce, at most ``n_pool``
+    (100 there); the other half is the dev pool, of which we fix ``n_dev`` once (all of it when it is
+    smaller: 13 for cause_and_effect's 26). Taking ``n_dev`` first instead left small tasks a pool below
+    ``n_demos`` or a dev set of 1–5. A task whose pool half is below ``n_demos`` is refused here, before
+    any model loads. ``n_test`` execute examples are the test.
     """
     rng = random.Random(split_seed)
     root = root.rstrip("/")
@@ -283,7 +287,13 @@ def load_official(
     execute = parse_official(name, _read_json(f"{root}/execute/{name}.json"), rng)
     order = list(range(len(induce)))
     rng.shuffle(order)
-    n_pool = min(n_pool, len(induce) - n_dev)
+    n_pool = min(n_pool, len(induce) // 2)
+    if n_pool < max(n_demos, 1):
+        raise ValueError(
+            f"task {name!r} has {len(induce)} induce examples: the official half-split leaves a "
+            f"demonstration pool of {n_pool}, fewer than method.n_demos={n_demos}; lower method.n_demos "
+            "or choose another task"
+        )
     pool = [induce[i] for i in order[:n_pool]]
     dev = [induce[i] for i in order[n_pool:][:n_dev]]
     test = rng.sample(execute, min(n_test, len(execute)))
@@ -293,11 +303,11 @@ def load_official(
 
 
 def load_task(
-    name: str, source: str, n_pool: int, n_dev: int, n_test: int, split_seed: int = 0
+    name: str, source: str, n_pool: int, n_dev: int, n_test: int, split_seed: int = 0, n_demos: int = 1
 ) -> InductionTask:
     """``source``: "generated" (offline), "official" (the official repo's files by URL: online), or a
     local folder / URL prefix holding the official ``induce/`` and ``execute/`` files."""
     if source == "generated":
         return generate_task(name, n_pool, n_dev, n_test, split_seed)
     root = OFFICIAL_URL if source == "official" else source
-    return load_official(name, root, n_pool, n_dev, n_test, split_seed)
+    return load_official(name, root, n_pool, n_dev, n_test, split_seed, n_demos)

@@ -9,6 +9,11 @@ work was made with other settings. Once a stage runs, every later stage runs aga
 Exact resume: every stage starts from global RNGs seeded by (seed, stage name), so its randomness does not
 depend on whether the stages before it ran in this process or in an earlier attempt, and each stage's
 file keeps the curves logged so far, which a resumed run takes back.
+
+Device contract: the stages get their device from ``ctx.device`` (runners.context, built from
+``hardware``). Under a multi-process launch (a stage that fits with Lightning's ddp re-executes the run on
+every rank) only rank 0 writes the stage files; the other ranks reuse rank 0's finished stages like any
+re-run and compute the rest alongside it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 from runners.atomic import write_json_atomic
 from runners.context import RunContext
 from runners.contract import PipelineMethod, Stage
+from runners.distributed import is_global_zero
 from runners.identity import check_identity, config_identity
 from runners.loggers import log_numbers
 
@@ -74,6 +80,7 @@ def check_resume(method: PipelineMethod, ctx: RunContext) -> None:
 
 def run_pipeline(method: PipelineMethod, ctx: RunContext) -> dict[str, float]:
     reused = {stage.name for stage in reusable_stages(method, ctx)}
+    log.info("pipeline device: %s (precision %s)", ctx.device, ctx.precision)
     summaries: dict[str, dict[str, Any]] = {}
     step = -1  # each stage's numeric summary goes to the run's loggers (W&B, csv) as <stage>/<key>
     for stage in method.stages(ctx):
@@ -94,7 +101,8 @@ def run_pipeline(method: PipelineMethod, ctx: RunContext) -> dict[str, float]:
             "summary": summaries[stage.name],
             "curves": copy.deepcopy(ctx.curves),
         }
-        write_json_atomic(done, saved)
+        if is_global_zero():
+            write_json_atomic(done, saved)
         step = log_numbers(ctx, summaries[stage.name], f"{stage.name}/", step)
     metrics = method.final_metrics(summaries)
     log_numbers(ctx, metrics, "", step)

@@ -141,7 +141,11 @@ def test_judge_sweep_reports_each_test_set_and_takes_the_runs_judge(tmp_path: Pa
     run("full", ["wrong 0", "wrong 1", "wrong 2"])
     client = LLMClient(ReferenceJudge({"right 0", "right 2"}))
     metrics = judge_sweep(tmp_path, client, reference="full")[str(ours)]
-    assert (metrics["judge_vicuna_win"], metrics["judge_vicuna_tie"], metrics["judge_vicuna_lose"]) == (1, 1, 0)
+    assert (metrics["judge_vicuna_win"], metrics["judge_vicuna_tie"], metrics["judge_vicuna_lose"]) == (
+        1,
+        1,
+        0,
+    )
     assert metrics["judge_vicuna_winning_score"] == pytest.approx(1.5)
     assert metrics["judge_koala_winning_score"] == pytest.approx(2.0) and "judge_wizardlm_win" not in metrics
     assert metrics["judge_em_decisive"] == 0 and "judge_em_agreement" not in metrics

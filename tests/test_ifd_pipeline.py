@@ -106,7 +106,9 @@ def test_ifd_arms_take_the_same_number_of_records_and_skip_unscoreable_ones(tmp_
     from methods.ifd.method import IFD
 
     train, ctx = _scored_run(tmp_path)
-    picks = {arm: IFD(arm=arm, rate=0.06).selected_ids(ctx, train) for arm in ("ifd_top", "ifd_bottom", "random")}
+    picks = {
+        arm: IFD(arm=arm, rate=0.06).selected_ids(ctx, train) for arm in ("ifd_top", "ifd_bottom", "random")
+    }
     kept = [i for i in range(100) if i not in (3, 7) and 0.012 * (i + 1) <= 1.0]  # 81 records
     n = int(len(kept) * 0.06)
     assert {arm: len(ids) for arm, ids in picks.items()} == {"ifd_top": n, "ifd_bottom": n, "random": n}

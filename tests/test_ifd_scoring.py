@@ -77,8 +77,10 @@ def test_batched_losses_equal_one_sample_forwards(smollm2) -> None:
 
 
 def test_the_instruction_helps_a_real_model(smollm2) -> None:
-    """On answers the prompt determines, the instruction lowers the answer loss: IFD < 1."""
-    result = ifd_scores(smollm2.model, smollm2.tokenizer, RECORDS, batch_size=2)
+    """On answers the prompt determines, the instruction lowers the answer loss: IFD < 1. (Reversing a
+    word is beyond a 135M model: once both contexts end alike its IFD is above 1, so it is not used.)"""
+    copy = InstructionRecord("a", "Repeat the word exactly.", "planet", "planet")
+    result = ifd_scores(smollm2.model, smollm2.tokenizer, [copy, *RECORDS[1:]], batch_size=2)
     assert [s.id for s in result] == ["a", "b", "c"]
     assert all(0 < s.ifd < 1 for s in result)
     assert all(s.ifd_ppl == pytest.approx(math.exp(s.conditioned - s.direct)) for s in result)
@@ -96,7 +98,8 @@ def sentencepiece_like_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
     texts = [PROMPT_WITH_INPUT, PROMPT_NO_INPUT] + [f"{r.instruction} {r.input} {r.output}" for r in RECORDS]
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    specials = ["<unk>", "<s>", "</s>"]
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials, show_progress=False)
     tok.train_from_iterator(texts, trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]

@@ -111,7 +111,9 @@ def test_full_tuning_of_a_bf16_model_keeps_the_whole_update(tmp_path, monkeypatc
     cfg = TuningConfig(mode="full", lr=2e-5, batch_size=4, micro_batch_size=4, warmup_ratio=0.0)
     tuned = tuning.tune(reference_model, tok, records, cfg, seed=0, max_steps=30)
     reference = float(
-        torch.stack([(p.detach() - init[n]).abs().mean() for n, p in tuned.named_parameters() if n in init]).mean()
+        torch.stack(
+            [(p.detach() - init[n]).abs().mean() for n, p in tuned.named_parameters() if n in init]
+        ).mean()
     )
     assert kept == pytest.approx(reference, rel=0.02)
     assert all(p.dtype == torch.float32 for p in tuned.parameters())

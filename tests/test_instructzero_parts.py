@@ -81,7 +81,8 @@ def test_official_json_format_is_read(tmp_path: Path) -> None:
     write("induce", 30)
     write("execute", 12)
     task = load_task("toy", str(tmp_path), n_pool=20, n_dev=5, n_test=10)
-    assert (len(task.demos), len(task.dev), len(task.test)) == (20, 5, 10)
+    # the official split: the pool is half of induce (15 of 30, under n_pool=20), dev from the rest
+    assert (len(task.demos), len(task.dev), len(task.test)) == (15, 5, 10)
     assert {e.input for e in task.demos}.isdisjoint(e.input for e in task.dev)
     assert all(e.input.startswith("wexecute") for e in task.test) and task.metric == "em"
     # per-task fields of the official loader
@@ -151,6 +152,31 @@ def test_soft_prompt_writer_shapes_and_determinism() -> None:
     assert writer.write(z[:1]) == first[:1]
 
 
+def test_a_tokenizer_without_chat_template_gets_the_official_vicuna_prompt() -> None:
+    """Vicuna's 2023 tokenizers have no chat template; apply_chat_template raised. The official prompt is
+    "{system} USER:\n{demos}\n\nThe instruction was to? ASSISTANT:"."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from data.llm.loader import load_config, offline_model, resolve
+    from methods.instructzero.soft_prompt import VICUNA_SYSTEM, SoftPromptWriter, demo_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve(offline_model()))
+    tokenizer.chat_template = None
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token  # as load_causal_lm does
+    vocab = load_config(offline_model()).vocab_size
+    torch.manual_seed(0)
+    sizes = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "num_key_value_heads": 1}
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, num_hidden_layers=1, **sizes)).eval()
+    writer = SoftPromptWriter(model, tokenizer, n_tokens=3, intrinsic_dim=4, seed=0, max_new_tokens=3)
+    demos = generate_task("sum", 3, 1, 1).demos
+    writer.set_demos(demos)
+    text = tokenizer.decode(writer.prompt_ids[0], skip_special_tokens=True)
+    assert text == f"{VICUNA_SYSTEM} USER:\n{demo_prompt(demos)} ASSISTANT:"
+    assert text.endswith("\n\nThe instruction was to? ASSISTANT:")
+    assert len(writer.write(torch.zeros(1, 4))) == 1
+    assert len(writer.sample_plain([demos[:2], demos[1:]], temperature=1.0, top_p=1.0, seed=0)) == 2
+
+
 # ------------------------------------------------------------------------------------------- scoring
 
 
@@ -214,3 +240,46 @@ def test_scoring_through_an_openai_compatible_endpoint() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("task", "n_induce", "sizes"),
+    [
+        ("cause_and_effect", 26, (13, 13)),  # before: a pool of 6 < n_demos, random.sample raised
+        ("common_concept", 103, (51, 20)),  # before: a dev set of 3
+        ("informal_to_formal", 105, (52, 20)),  # before: 5
+        ("odd_one_out", 101, (50, 20)),  # before: 1
+    ],
+)
+def test_small_official_tasks_keep_demos_and_a_usable_dev_set(
+    tmp_path: Path, task: str, n_induce: int, sizes: tuple[int, int]
+) -> None:
+    write_official(tmp_path, task, n_induce)
+    loaded = load_task(task, str(tmp_path), n_pool=100, n_dev=20, n_test=10, n_demos=10)
+    assert (len(loaded.demos), len(loaded.dev)) == sizes
+    assert {e.input for e in loaded.demos}.isdisjoint(e.input for e in loaded.dev)
+    import random
+
+    assert len(random.Random(0).sample(loaded.demos, 10)) == 10  # what the run does with them
+
+
+def test_a_task_too_small_for_the_demos_is_refused_by_name(tmp_path: Path) -> None:
+    write_official(tmp_path, "auto_debugging", 16)  # before: a pool of 0
+    with pytest.raises(ValueError, match=r"task 'auto_debugging' has 16 induce.*pool of 8.*n_demos=10"):
+        load_task("auto_debugging", str(tmp_path), n_pool=100, n_dev=20, n_test=10, n_demos=10)
+
+
+def write_official(root: Path, task: str, n_induce: int) -> None:
+    """Official-format induce/execute files: cause/effect pairs, concept items, or input/output."""
+
+    def example(i: int) -> dict:
+        if task == "cause_and_effect":
+            return {"cause": f"cause {i}.", "effect": f"effect {i}."}
+        if task == "common_concept":
+            return {"items": [f"a{i}", f"b{i}", "extra"], "all_common_concepts": [f"c{i}"]}
+        return {"input": f"in {i}", "output": f"out {i}"}
+
+    for split, n in (("induce", n_induce), ("execute", 12)):
+        (root / split).mkdir(exist_ok=True)
+        examples = {str(i + 1): example(i + 1000 * (split == "execute")) for i in range(n)}
+        (root / split / f"{task}.json").write_text(json.dumps({"metadata": {}, "examples": examples}))

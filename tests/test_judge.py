@@ -79,5 +79,6 @@ def test_labelled_replies_count_in_the_unparsed_share() -> None:
     client = LLMClient(OpenAIBackend(url(server), model="judge"))
     verdicts = judge_pairs(client, ["q1"], ["ours"], ["ref"])
     assert (verdicts[0].outcome_first, verdicts[0].outcome_second) == ("unparsed", "unparsed")
-    assert verdicts[0].ours_first is None and summarize(verdicts)["judge_unparsed_share"] == pytest.approx(1.0)
+    assert verdicts[0].ours_first is None
+    assert summarize(verdicts)["judge_unparsed_share"] == pytest.approx(1.0)
     server.shutdown()

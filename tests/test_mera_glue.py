@@ -200,3 +200,56 @@ def test_anchor_by_shots_merges_per_k_anchored_on_the_best_source(tmp_path: Path
             encoder.set_active_adapters(s.name)
             scores.append(shot_score(clf, tokenize(tokenizer, shots, 32), shots.labels))
         assert summary[f"anchor_k{k}"] == names[int(np.argmax(scores))]
+
+
+def _record(root: Path, backbone: str, target: str, variant: str, metrics: dict[str, float]) -> None:
+    run = root / f"{backbone}-{target}-{variant}"
+    run.mkdir(parents=True)
+    report = {"title": "t", "percent": ["acc_k2"], "paper_gains": {"MRPC": 0.035, "MNLI": 0.05}}
+    method = {"variant": variant, "target": target, "task_source": "glue", "backbone": backbone}
+    record = {"status": "completed", "metrics": metrics, "config": {"method": method, "report": report}}
+    (run / "results.json").write_text(json.dumps(record))
+
+
+def test_table_in_the_papers_layout_per_backbone_and_target_with_f1_and_the_papers_gain(
+    tmp_path: Path,
+) -> None:
+    from methods.mera.table import make_table
+
+    for backbone in ("bert-base-uncased", "roberta-base"):
+        _record(tmp_path, backbone, "mrpc", "full_ft", {"acc_k2": 0.60, "f1_k2": 0.70})
+        _record(tmp_path, backbone, "mrpc", "mera_same_track", {"acc_k2": 0.65, "f1_k2": 0.75})
+        _record(tmp_path, backbone, "mnli", "full_ft", {"acc_k2": 0.40})
+        _record(tmp_path, backbone, "mnli", "mera_same_track", {"acc_k2": 0.48})
+    text = make_table(tmp_path)
+    sections = text.split("\n## ")[1:]
+    assert [s.splitlines()[0] for s in sections] == [
+        "bert-base-uncased · mnli",
+        "bert-base-uncased · mrpc",
+        "roberta-base · mnli",
+        "roberta-base · mrpc",
+    ]
+    mnli, mrpc = sections[0], sections[1]
+    assert "Test F1" not in mnli and "K=2: +8.0. Paper (few-shot GLUE, BERT/RoBERTa): MNLI +5.0." in mnli
+    assert "Test F1 (positive class) (%)" in mrpc and "| same-track MerA-OT | **75.0 ± 0.0 (1)** |" in mrpc
+    assert "K=2: +5.0. Paper (few-shot GLUE, BERT/RoBERTa): MRPC +3.5." in mrpc
+
+
+def test_paper_config_offline_names_each_hub_source_it_needs_before_loading(compose, tmp_path: Path) -> None:
+    """The pre-flight sees the encoder through its interpolation, GLUE and every published adapter id;
+    local folders for all three leave nothing to fetch."""
+    from data.hub import hub_name_problem, hub_names
+
+    cfg = compose(["method=mera", "scale=paper", "method.backbone=roberta-base"])
+    names = {key: name for key, name, _, _ in hub_names(cfg)}
+    assert names["model.name"] == "roberta-base" and names["method.glue"] == "nyu-mll/glue"
+    assert names["method.published[0].id"] == "AdapterHub/roberta-base-pf-mnli"
+    assert len([k for k in names if k.startswith("method.published")]) == 8
+    local = [f"model.name={tmp_path}", f"method.glue={tmp_path}", f"method.adapter_dir={tmp_path}"]
+    found = list(hub_names(compose(["method=mera", "scale=paper", *local])))
+    assert [key for key, _, _, _ in found] == ["model.name"]  # a local folder, nothing to fetch
+    assert [key for key, name, kind, _ in found if hub_name_problem(name, kind)] == []
+    assert [key for key, name, kind, _ in hub_names(cfg) if hub_name_problem(name, kind)][:2] == [
+        "model.name",
+        "method.glue",
+    ]  # offline (HF_HUB_OFFLINE=1 in the tests), each hub source is a problem

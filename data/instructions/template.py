@@ -36,7 +36,9 @@ def format_prompt(record: _HasInstruction, template: str = "alpaca") -> str:
     if template not in TEMPLATES:
         raise ValueError(f"template {template!r} is not one of {', '.join(TEMPLATES)}")
     with_input, no_input = (
-        (PROMPT_WITH_INPUT, PROMPT_NO_INPUT) if template == "alpaca" else (WIZARDLM_WITH_INPUT, WIZARDLM_NO_INPUT)
+        (PROMPT_WITH_INPUT, PROMPT_NO_INPUT)
+        if template == "alpaca"
+        else (WIZARDLM_WITH_INPUT, WIZARDLM_NO_INPUT)
     )
     if record.input.strip():
         return with_input.format(instruction=record.instruction, input=record.input)

@@ -46,7 +46,7 @@ class TestSetError(ValueError):
 def _read_text(source: str) -> str:
     if source.startswith(("http://", "https://")):
         try:
-            with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 (https URL of config)
+            with urllib.request.urlopen(source, timeout=60) as response:
                 return response.read().decode("utf-8")
         except OSError as ex:
             raise TestSetError(f"test set {source} could not be downloaded ({ex}); give a local path") from ex

@@ -6,7 +6,8 @@ evicts down to its budget with an ``EvictionPolicy``; the tensors shrink, so mem
 
 Positions stay correct under eviction: ``get_seq_length`` reports the tokens *seen* (so new tokens get
 the right RoPE positions; cached keys keep the rotation they were written with) and ``get_mask_sizes``
-offsets the causal mask by the number of evicted entries.
+offsets the causal mask by the number of evicted entries. OPT ignores ``get_mask_sizes`` and builds a
+mask one column per token seen; ``data.llm.attention`` aligns any mask to the keys from the right.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ class H2OConfig:
     sinks: int = 4
     evaluation: str = "perplexity"
     # perplexity: "pydoc" (the stdlib's documentation topics: real English, offline) or a hub dataset
-    # "<name>[:<config>]:<split>" read through `datasets` (online), e.g. "wikitext:wikitext-2-raw-v1:test".
+    # "<name>[:<config>]:<split>" read through `datasets` (online), e.g. "wikitext:wikitext-2-raw-v1:test",
+    # or a local UTF-8 text file by path (methods.h2o.method.read_text).
     text: str = "pydoc"
     max_tokens: int = 2048
     # Streams decoded together (the official code is batch-1 only).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 from lightning.fabric import Fabric
@@ -37,6 +38,25 @@ def check_attention_scores_available(model_cfg: CausalLMConfig) -> None:
         )
 
 
+def read_text(spec: str) -> str:
+    """``method.text``: "pydoc", a local UTF-8 text file (a path: it exists, holds a "/", or ends in
+    ".txt"), else a hub dataset spec. A file that is missing, unreadable, not UTF-8 or empty is an
+    error naming it, raised before any weights load."""
+    path = Path(spec).expanduser()
+    if spec == "pydoc" or not (path.exists() or "/" in spec or spec.endswith(".txt")):
+        return load_text(spec)
+    where = f"method.text={spec!r} ({path.resolve()})"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as ex:
+        raise ValueError(f"{where} is not UTF-8 text: {ex}") from ex
+    except OSError as ex:
+        raise ValueError(f"{where} cannot be read: {ex.strerror or ex}") from ex
+    if not text.strip():
+        raise ValueError(f"{where} is empty")
+    return text
+
+
 class H2O(LoopMethod):
     def __init__(self, **cfg: Any) -> None:
         self.cfg = H2OConfig(**cfg)
@@ -56,20 +76,21 @@ class H2O(LoopMethod):
                 "method=h2o needs a causal LM: model=smollm2_135m or model=hf model.name=<hub name>"
             )
         check_attention_scores_available(model_cfg)
+        text = read_text(cfg.text) if cfg.evaluation == "perplexity" else ""  # fails before the weights
         attention = None if cfg.policy == "full" else register_observed_attention()
         lm = load_causal_lm(model_cfg, attn_implementation=attention)
         model = lm.model if model_cfg.device_map else lm.model.to(fabric.device)
         if cfg.evaluation == "perplexity":
-            return self.perplexity(ctx, model, lm.tokenizer)
+            return self.perplexity(ctx, model, lm.tokenizer, text)
         if cfg.evaluation == "generate":
             return self.generation(ctx, model, lm.tokenizer)
         from methods.h2o.lm_eval_tasks import evaluate_tasks
 
         return evaluate_tasks(self, ctx, model, lm.tokenizer)
 
-    def perplexity(self, ctx: RunContext, model: Any, tokenizer: Any) -> dict[str, float]:
+    def perplexity(self, ctx: RunContext, model: Any, tokenizer: Any, text: str) -> dict[str, float]:
         cfg = self.cfg
-        ids = tokenizer(load_text(cfg.text), return_tensors="pt").input_ids[0]
+        ids = tokenizer(text, return_tensors="pt").input_ids[0]
         need = cfg.batch_size * cfg.max_tokens
         if ids.numel() < need:
             raise ValueError(

@@ -57,7 +57,7 @@ class InstructZero(LoopMethod):
 
     def task(self) -> InductionTask:
         c = self.cfg
-        return load_task(c.task, c.task_source, c.n_pool, c.n_dev, c.n_test, c.split_seed)
+        return load_task(c.task, c.task_source, c.n_pool, c.n_dev, c.n_test, c.split_seed, c.n_demos)
 
     def client(self, ctx: RunContext, open_llm: LoadedLM) -> LLMClient:
         c = self.cfg

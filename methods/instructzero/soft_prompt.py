@@ -30,6 +30,26 @@ def demo_prompt(demos: Sequence[Example]) -> str:
     return f"{body}\n\n{INDUCTION_QUESTION}"
 
 
+# The official open-LLM prompt for Vicuna (run_instructzero.py LMForwardAPI: ``f"{system_prompt}
+# USER:{init_token} ASSISTANT:"`` with init_token = "\n" + the demo prompt), used when the tokenizer has
+# no chat template (Vicuna's 2023 tokenizers have none: apply_chat_template raises).
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions."
+)
+VICUNA_TEMPLATE = "{system} USER:\n{prompt} ASSISTANT:"
+
+
+def induction_text(tokenizer: Any, demos: Sequence[Example]) -> tuple[str, bool]:
+    """The open LLM's input text and whether encoding it must add special tokens: the tokenizer's chat
+    template (its text already holds them), else the official Vicuna prompt, encoded with the BOS as the
+    official code does."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": demo_prompt(demos)}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), False
+    return VICUNA_TEMPLATE.format(system=VICUNA_SYSTEM, prompt=demo_prompt(demos)), True
+
+
 def projection_matrix(
     out_dim: int, intrinsic_dim: int, kind: str, scale: str, embedding_std: float, seed: int
 ) -> torch.Tensor:
@@ -84,9 +104,8 @@ class SoftPromptWriter:
         self.prompt_ids: torch.Tensor | None = None
 
     def set_demos(self, demos: Sequence[Example]) -> None:
-        messages = [{"role": "user", "content": demo_prompt(demos)}]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        self.prompt_ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+        text, special = induction_text(self.tokenizer, demos)
+        self.prompt_ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=special).input_ids
 
     def soft_prompt(self, z: torch.Tensor) -> torch.Tensor:
         """(B, d) → (B, N, D): p = A z, one row of soft tokens per point."""
@@ -135,12 +154,8 @@ class SoftPromptWriter:
     ) -> list[str]:
         """APE-style proposals: no soft prompt, one sampled instruction per demonstration subset."""
         tok, device = self.tokenizer, self.model.device
-        texts = [
-            tok.apply_chat_template(
-                [{"role": "user", "content": demo_prompt(d)}], tokenize=False, add_generation_prompt=True
-            )
-            for d in demo_sets
-        ]
+        encoded = [induction_text(tok, d) for d in demo_sets]
+        texts, special = [t for t, _ in encoded], encoded[0][1] if encoded else False
         torch.manual_seed(seed)
         out = []
         side, tok.padding_side = tok.padding_side, "left"
@@ -150,7 +165,7 @@ class SoftPromptWriter:
                     texts[start : start + batch_size],
                     return_tensors="pt",
                     padding=True,
-                    add_special_tokens=False,
+                    add_special_tokens=special,
                 ).to(device)
                 ids = self.model.generate(
                     **batch,

@@ -45,7 +45,7 @@ def sweep_lines(scale: str) -> dict[str, list[str]]:
     return {key: str(params[key]).split(",") for key in params}
 
 
-def test_paper_grid_is_both_backbones_by_mrpc_and_mnli_by_every_row_and_small_is_unchanged() -> None:
+def test_paper_grid_is_both_backbones_by_mrpc_and_mnli_by_every_row_and_small_keeps_its_rows() -> None:
     grid = sweep_lines("paper")
     assert grid == {
         "seed": ["0", "1", "2", "3", "4"],
