@@ -2,8 +2,9 @@
 SCALE ?= small
 LAUNCHER ?= joblib
 ARGS ?=
-# The post-hoc pairwise judge (data.instructions.judge_runs); on CPU only part of the held-out set is judged.
-JUDGE_ARGS ?= --max-tokens 16 --limit 48
+# The post-hoc pairwise judge (data.instructions.judge_runs): at SCALE=paper the runs' own judge (GPT-4,
+# 1024 tokens, every test set); otherwise, on CPU, short verdicts on part of the held-out set.
+JUDGE_ARGS ?= $(if $(filter paper,$(SCALE)),,--max-tokens 16 --limit 48)
 
 # Everything runs in a project environment, .venv, made on first use. Installs come from the committed
 # locks (requirements.lock: core; requirements-dev.lock: core + dev), exactly and without resolving, so a

@@ -150,3 +150,25 @@ def test_api_key_comes_from_the_environment_and_is_not_shown(monkeypatch: pytest
     assert server.seen[0]["authorization"] == "Bearer sk-test-123"
     assert "sk-test-123" not in repr(backend) and "sk-test-123" not in backend.identity
     server.shutdown()
+
+
+def test_a_local_model_without_a_chat_template_gets_the_vicuna_format(tmp_path) -> None:
+    """Vicuna's 2023 tokenizers have no chat template: the local backend falls back to its conversation
+    format (with the BOS) instead of raising."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from data.llm.client import VICUNA_SYSTEM, ChatRequest, LocalBackend, chat_text
+    from tests.paper.standins import tiny_causal_lm
+
+    path = tiny_causal_lm(tmp_path / "llama", "llama")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert not tokenizer.chat_template
+    text, add_special = chat_text(tokenizer, [{"role": "user", "content": "Is it true?"}])
+    assert (text, add_special) == (f"{VICUNA_SYSTEM} USER: Is it true? ASSISTANT:", True)
+    system, _ = chat_text(
+        tokenizer, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    )
+    assert system == "Be brief. USER: Hi ASSISTANT:"
+    backend = LocalBackend(AutoModelForCausalLM.from_pretrained(path), tokenizer, "tiny")
+    replies = backend.complete_many([ChatRequest(messages=[{"role": "user", "content": "Hi"}], max_tokens=3)])
+    assert len(replies) == 1 and isinstance(replies[0], str)

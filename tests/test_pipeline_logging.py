@@ -4,7 +4,6 @@ grouped (group: the experiment's name, job type: the method's name)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -71,19 +70,3 @@ def test_the_wandb_run_exists_at_once_with_group_and_job_type(
     finally:
         loggers.close_loggers(built, "success")
     assert list((tmp_path / "wandb").glob("offline-run-*"))
-
-
-@pytest.mark.slow  # a whole ifd smoke run (~1 min on 2 cores)
-def test_an_ifd_smoke_run_leaves_a_wandb_offline_run(cli, tmp_path: Path) -> None:
-    env = {"WANDB_MODE": "offline"}
-    env |= {n: str(tmp_path / n.lower()) for n in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")}
-    run_dir = tmp_path / "run"
-    args = ["method=ifd", "scale=smoke", "method.arm=random", "experiment=ifd_selection"]
-    out = cli(*args, f"hydra.run.dir={run_dir}", env=env, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads((run_dir / "results.json").read_text())["status"] == "completed"
-    runs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(runs) == 1
-    data = runs[0].read_bytes()  # protobuf records: their strings appear as they are
-    assert b"ifd_selection" in data  # the group
-    assert b"select/n_selected" in data and b"exact_match" in data  # a stage summary, the final metric

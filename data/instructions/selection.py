@@ -217,7 +217,7 @@ class SelectionPipeline(PipelineMethod):
         checked = [h for h in hits if h is not None]
         summary: dict[str, Any] = {"n_answered": len(rows)}
         if checked:
-            summary["exact_match"] = 100.0 * sum(checked) / len(checked)
+            summary["exact_match"] = sum(checked) / len(checked)  # a fraction, as every share
         return summary
 
     def stage_reads(self) -> dict[str, tuple[str, ...]]:

@@ -127,6 +127,30 @@ class OpenAIBackend:
         return out.choices[0].message.content or ""
 
 
+# Vicuna v1.1's conversation format (FastChat's ``vicuna_v1.1``), for tokenizers without a chat template:
+# Vicuna's 2023 releases have none and ``apply_chat_template`` raises in transformers 4.57.
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions."
+)
+
+
+def chat_text(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[str, bool]:
+    """A chat as the model's input text, and whether encoding it must add the special tokens: the
+    tokenizer's own template (its text holds them already), else the Vicuna format with the BOS added."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=True
+        ), False
+    system = next((m["content"] for m in messages if m["role"] == "system"), VICUNA_SYSTEM)
+    turns = "".join(
+        f" {'ASSISTANT' if m['role'] == 'assistant' else 'USER'}: {m['content']}"
+        for m in messages
+        if m["role"] != "system"
+    )
+    return f"{system}{turns} ASSISTANT:", True
+
+
 class LocalBackend:
     """A transformers chat model; requests are generated in padded batches."""
 
@@ -150,11 +174,10 @@ class LocalBackend:
         ]
         for indices in batches:
             chunk = [requests[i] for i in indices]
-            texts = [
-                tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in chunk
-            ]
+            encoded = [chat_text(tok, r.messages) for r in chunk]
+            texts, add_special = [text for text, _ in encoded], encoded[0][1]
             side, tok.padding_side = tok.padding_side, "left"
-            batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=add_special).to(
                 self.model.device
             )
             tok.padding_side = side

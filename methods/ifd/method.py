@@ -7,7 +7,6 @@ and evaluation, at equal compute when ``train_steps`` is set.
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import asdict
 from typing import Any
@@ -35,11 +34,6 @@ class IFD(SelectionPipeline):
         tuning = TuningConfig(**cfg.pop("tuning", {}))
         judge = LLMClientConfig(**cfg.pop("judge", {}))
         self.cfg = IFDConfig(**cfg, tuning=tuning, judge=judge)
-        if self.cfg.template != "alpaca" and "template" not in inspect.signature(ifd_scores).parameters:
-            raise ValueError(
-                f"method.template={self.cfg.template}: the IFD scorer (methods/ifd/scoring.py ifd_scores) "
-                "takes no template yet; only method.template=alpaca can be scored"
-            )
 
     def scoring_stages(self) -> list[str]:
         # random scores too: its size is the top arm's (the records IFD keeps × rate)
@@ -48,8 +42,7 @@ class IFD(SelectionPipeline):
     def stage_reads(self) -> dict[str, tuple[str, ...]]:
         reads = super().stage_reads()
         pre = ("method.clusters", "method.per_cluster", "method.pre_epochs", "method.score_batch_size")
-        reads["pre_experience"] = ("seed", "model", "hardware", "method.tuning", *pre)
-        reads["pre_experience"] += ("method.template",)
+        reads["pre_experience"] = ("seed", "model", "hardware", "method.tuning", "method.template", *pre)
         reads["score"] = (
             "model",
             "hardware",
@@ -86,9 +79,8 @@ class IFD(SelectionPipeline):
     def stage_score(self, ctx: RunContext) -> dict[str, Any]:
         cfg = self.cfg
         model, tokenizer = self.adapter(ctx, "pre_experienced")
-        extra = {"template": cfg.template} if cfg.template != "alpaca" else {}
         scores = ifd_scores(
-            model, tokenizer, self.records(ctx, "train"), cfg.max_length, cfg.score_batch_size, **extra
+            model, tokenizer, self.records(ctx, "train"), cfg.max_length, cfg.score_batch_size, cfg.template
         )
         rows = [{**asdict(s), "ifd": s.ifd, "ifd_ppl": s.ifd_ppl} for s in scores]
         write_jsonl(ctx.out_dir / "scores.jsonl", rows)

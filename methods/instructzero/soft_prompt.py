@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from data.induction_tasks import Example
+from data.llm.client import VICUNA_SYSTEM
 
 PROJECTIONS = ("uniform", "normal")
 SCALES = ("embedding", "official")
@@ -33,10 +34,6 @@ def demo_prompt(demos: Sequence[Example]) -> str:
 # The official open-LLM prompt for Vicuna (run_instructzero.py LMForwardAPI: ``f"{system_prompt}
 # USER:{init_token} ASSISTANT:"`` with init_token = "\n" + the demo prompt), used when the tokenizer has
 # no chat template (Vicuna's 2023 tokenizers have none: apply_chat_template raises).
-VICUNA_SYSTEM = (
-    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
-    "detailed, and polite answers to the user's questions."
-)
 VICUNA_TEMPLATE = "{system} USER:\n{prompt} ASSISTANT:"
 
 

@@ -57,6 +57,7 @@ def tiny_tokenizer(family: str, vocab_size: int = 400) -> Any:
         eos_token=spec["eos"],
         unk_token="<unk>",
         pad_token="<pad>",
+        model_input_names=["input_ids", "attention_mask"],  # as the real causal-LM tokenizers
     )
 
 
