@@ -65,16 +65,16 @@ class RunContext:
     def device(self) -> torch.device:
         """Where the method's models and tensors go. Built from ``hardware`` (:func:`device_for`); the
         fit and loop runners replace it with their engine's own device once it is up."""
-        return device_for(self.cfg.hardware)
+        return device_for(self.cfg.get("hardware"))  # a bare config (tests) has none: the CPU
 
     @property
     def precision(self) -> str:
         """Lightning's precision name from ``hardware`` ("32-true", "bf16-mixed", ...)."""
-        return str(self.cfg.hardware.precision)
+        return str((self.cfg.get("hardware") or {}).get("precision", "32-true"))
 
     @property
     def strategy(self) -> str:
-        return str(self.cfg.hardware.strategy)
+        return str((self.cfg.get("hardware") or {}).get("strategy", "auto"))
 
     @cached_property
     def checkpoint(self) -> Checkpointer:

@@ -124,3 +124,49 @@ def test_sbcl_smoke_ddp_two_cpu_processes_through_run_py(cli, tmp_path: Path) ->
     aug0, aug1 = (r["generators"]["SBCLModule.augment"] for r in ranks)
     assert not torch.equal(torch.as_tensor(aug0), torch.as_tensor(aug1))  # each rank its own stream
     assert os.environ.get("LOCAL_RANK") is None  # the test process itself was never a rank
+
+
+@pytest.mark.slow
+def test_a_killed_ddp_run_resumes_on_every_rank_exactly(tmp_path: Path) -> None:
+    """Killed (both ranks) after its first checkpoint, then re-run: every rank takes back its own RNG and
+    augmentation states from last.ckpt, so metrics and curves equal the uninterrupted run's."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    args = [sys.executable, "run.py", "method=sbcl", "scale=smoke", "hardware=ddp", "logger=none"]
+    args += ["hardware.accelerator=cpu", "hardware.devices=2", "hardware.precision=32-true"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    subprocess.run([*args, f"hydra.run.dir={straight}"], cwd=ROOT, env=env, check=True, capture_output=True)
+    victim = subprocess.Popen(
+        [*args, f"hydra.run.dir={resumed}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: rank 0 and the rank it launched
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (resumed / "checkpoints" / "last.ckpt").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+    ckpt = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] < 4 and len(ckpt["callbacks"]["reprolab_resume"]["ranks"]) == 2
+    again = subprocess.run([*args, f"hydra.run.dir={resumed}"], cwd=ROOT, env=env, capture_output=True)
+    assert again.returncode == 0, again.stderr.decode()[-3000:]
+    a, b = (json.loads((d / "results.json").read_text()) for d in (straight, resumed))
+    assert [x["status"] for x in b["attempts"]] == ["killed", "completed"]
+    assert a["metrics"].keys() == b["metrics"].keys()
+    for key, value in a["metrics"].items():
+        assert b["metrics"][key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+    got, want = b["curves"]["train_loss"], a["curves"]["train_loss"]
+    assert [s for s, _ in got] == [s for s, _ in want] == [1, 2, 3, 4]
+    assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-6)

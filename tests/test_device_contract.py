@@ -232,17 +232,44 @@ def test_the_tracker_follows_fabric_and_moved_modules(tracker: DeviceTracker) ->
 
 # ---------------------------------------------------------------- every method's smoke run
 
+
+def _breach(reason: str) -> pytest.MarkDecorator:
+    """A breach this test found and that is still open (issue 16); strict, so its fix is noticed."""
+    return pytest.mark.xfail(strict=True, reason=reason)
+
+
 METHODS = [
     "erc",
     "chain",
     "scool",
     "instructzero",
-    "h2o",
     "sbcl",
-    "diffusion_cls",
     "mera",
-    "ifd",
-    "alpagasus",
+    pytest.param(
+        "h2o",
+        marks=_breach("data/llm/attention.py:67 adds a mask off the runner's device to the scores"),
+    ),
+    pytest.param(
+        "diffusion_cls",
+        marks=_breach(
+            "DDPM pretraining (methods/diffusion_cls/ddpm.py:90) and feature extraction (features.py:93) "
+            "run the U-Net on the default device"
+        ),
+    ),
+    pytest.param(
+        "ifd",
+        marks=_breach(
+            "the causal LM of pre-experience / scoring (methods/ifd/pre_experience.py:36, scoring.py:92) "
+            "and data/instructions/tuning.py:132 stay on the default device"
+        ),
+    ),
+    pytest.param(
+        "alpagasus",
+        marks=_breach(
+            "the local grader LM (methods/alpagasus/grading.py:113) and data/instructions/tuning.py:132 "
+            "stay on the default device"
+        ),
+    ),
 ]
 
 

@@ -61,7 +61,10 @@ class ProbeModule(pl.LightningModule):
         self._total += len(y)
 
     def on_test_epoch_end(self) -> None:
-        self.log("test_acc", self._correct / max(1, self._total))
+        counts = torch.tensor([self._correct, self._total], dtype=torch.float64, device=self.device)
+        if self.trainer.world_size > 1:  # ddp: every rank's share of the test set (issue 16)
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        self.log("test_acc", float(counts[0] / counts[1].clamp(min=1)))
         self._correct = self._total = 0
 
 

@@ -110,7 +110,9 @@ class MerA(PipelineMethod):
         cfg = self.cfg
         n = len(cfg.published) or len(cfg.sources)
         with ctx.progress(n, "source adapters") as bar:
-            sources = ensure_sources(self.encoder_cfg(ctx), cfg, on_done=lambda task: bar.update(info=task))
+            sources = ensure_sources(
+                self.encoder_cfg(ctx), cfg, on_done=lambda task: bar.update(info=task), device=ctx.device
+            )
         write_json_atomic(ctx.out_dir / "sources.json", [s.__dict__ for s in sources])
         for s in sources:
             if s.task is None:

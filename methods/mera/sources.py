@@ -59,8 +59,16 @@ def default_cache_dir() -> Path:
     return cache_dir("mera") / "sources"
 
 
-def train_source(enc_cfg: TextEncoderConfig, cfg: MerAConfig, task: str, init_seed: int, out: Path) -> float:
-    """Train one source adapter (fresh head, discarded) and save it in AdapterHub format into ``out``."""
+def train_source(
+    enc_cfg: TextEncoderConfig,
+    cfg: MerAConfig,
+    task: str,
+    init_seed: int,
+    out: Path,
+    device: torch.device | None = None,
+) -> float:
+    """Train one source adapter (fresh head, discarded) on ``device`` (the runner's, ctx.device; the
+    default device when None) and save it in AdapterHub format into ``out``."""
     data = make_task(task, cfg.source_train + cfg.source_eval, seed=10_000 + init_seed)
     train_idx = list(range(cfg.source_train))
     test_idx = list(range(cfg.source_train, len(data)))
@@ -70,6 +78,8 @@ def train_source(enc_cfg: TextEncoderConfig, cfg: MerAConfig, task: str, init_se
     encoder.add_adapter(name, config=adapter_config(cfg.reduction_factor))
     encoder.train_adapter(name)
     model = Classifier(encoder, data.num_classes, enc_cfg.pooling)
+    if device is not None:
+        model.to(device)
     tr, te = data.subset(train_idx), data.subset(test_idx)
     train(
         model,
@@ -102,7 +112,11 @@ def published_location(cfg: MerAConfig, adapter_id: str) -> str:
 
 
 def ensure_sources(
-    enc_cfg: TextEncoderConfig, cfg: MerAConfig, root: Path | None = None, on_done: Any = None
+    enc_cfg: TextEncoderConfig,
+    cfg: MerAConfig,
+    root: Path | None = None,
+    on_done: Any = None,
+    device: torch.device | None = None,
 ) -> list[SourceAdapter]:
     """Every source adapter, trained now only if no earlier run cached it."""
     from filelock import FileLock
@@ -128,7 +142,7 @@ def ensure_sources(
                 log.info("training source adapter %s (init seed %d) into %s", task, init_seed, folder)
                 tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
                 try:
-                    train_source(enc_cfg, cfg, task, init_seed, tmp)
+                    train_source(enc_cfg, cfg, task, init_seed, tmp, device)
                     os.replace(tmp, folder)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
