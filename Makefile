@@ -2,6 +2,8 @@
 SCALE ?= small
 LAUNCHER ?= joblib
 ARGS ?=
+# Test processes (pytest-xdist), each with one torch thread: one per core of the 2-core machines.
+TEST_WORKERS ?= 2
 # The post-hoc pairwise judge (data.instructions.judge_runs): at SCALE=paper the runs' own judge (GPT-4,
 # 1024 tokens, every test set); otherwise, on CPU, short verdicts on part of the held-out set.
 JUDGE_ARGS ?= $(if $(filter paper,$(SCALE)),,--max-tokens 16 --limit 48)
@@ -83,10 +85,10 @@ run: install
 
 ## test: install the dev extras, lint, then the whole suite offline
 test: install-dev lint
-	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(PYTHON) -m pytest
+	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install-dev
-	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(PYTHON) -m pytest -m "not slow"
+	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: install-dev
 	$(PYTHON) -m ruff check .

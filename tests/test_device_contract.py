@@ -18,6 +18,7 @@ modules they run. A second, static layer greps the project's code for device nam
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -233,9 +234,13 @@ def test_the_tracker_follows_fabric_and_moved_modules(tracker: DeviceTracker) ->
 # ---------------------------------------------------------------- every method's smoke run
 
 
-def _breach(reason: str) -> pytest.MarkDecorator:
-    """A breach this test found and that is still open (issue 16); strict, so its fix is noticed."""
-    return pytest.mark.xfail(strict=True, reason=reason)
+def _breach(reason: str) -> list[pytest.MarkDecorator]:
+    """A breach this test found and that is still open (issue 16). Each costs a minute or two of a whole
+    smoke run, so the suite lists them without running them; REPROLAB_DEVICE_WALK_BREACHES=1 runs them as
+    strict xfails, which turn red once a breach is fixed."""
+    if os.environ.get("REPROLAB_DEVICE_WALK_BREACHES") == "1":
+        return [pytest.mark.xfail(strict=True, reason=reason)]
+    return [pytest.mark.skip(reason=f"known breach (issue 16): {reason}")]
 
 
 METHODS = [
