@@ -25,6 +25,7 @@ import pytest
 
 from data.llm.client import ChatRequest
 from data.llm.serve import make_server, serve_in_thread
+from tests.paper.cli import report
 from tests.paper.test_ifd_paper import ROOT, env_for, sources
 
 EXPERIMENT = "conf/experiment/alpagasus_filter.yaml"
@@ -120,15 +121,6 @@ def test_rehearsal_of_the_paper_configuration_filtered_vs_full(tmp_path: Path) -
     finally:
         server.shutdown()
 
-    report = subprocess.run(
-        [sys.executable, "-m", "runners.report", str(sweep), "--experiment", EXPERIMENT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert report.returncode == 0, report.stderr[-3000:]
-    text = (sweep / "table.md").read_text()
+    text = report(sweep, EXPERIMENT, env)
     assert "scale: paper" in text and "2/2 runs completed" in text
     assert "judge_vicuna_winning_score" in text and "paper filtered" in text and "1.21" in text

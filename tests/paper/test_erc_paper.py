@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.paper.cli import report
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXPERIMENT = "conf/experiment/erc_dmc.yaml"
 # The 26 DMControl state tasks of the paper's figure, as the official repo's curves name them.
@@ -129,16 +131,7 @@ def test_rehearsal_of_the_paper_table_one_task_one_seed(tmp_path) -> None:
         assert (env_cfg["task"], env_cfg["action_repeat"]) == ("cartpole_swingup", 1)
         assert len(record["curves"]["eval_return"]) == 1
 
-    report = subprocess.run(
-        [sys.executable, "-m", "runners.report", str(sweep), "--experiment", EXPERIMENT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert report.returncode == 0, report.stderr[-3000:]
-    text = (sweep / "table.md").read_text()
+    text = report(sweep, EXPERIMENT, env)
     assert "scale: paper" in text and "2/2 runs completed" in text
     returns = markdown_table(text, "eval_return (↑)")
     row = returns["cartpole_swingup"]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.paper.cli import report
 from tests.paper.standins import hub_image_repo
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -128,16 +129,7 @@ def test_rehearsal_of_the_paper_table_one_cell_one_seed(tmp_path: Path) -> None:
     assert 0 <= record["metrics"]["accuracy_unmasked"] <= record["metrics"]["accuracy"] <= 1
     assert [s for s, _ in record["curves"]["accuracy"]] == [1, 2]
 
-    report = subprocess.run(
-        [sys.executable, "-m", "runners.report", str(sweep), "--experiment", EXPERIMENT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert report.returncode == 0, report.stderr[-3000:]
-    text = (sweep / "table.md").read_text()
+    text = report(sweep, EXPERIMENT, env)
     assert "scale: paper" in text and "1/1 runs completed" in text
     (row,) = [r for r in markdown_rows(text, "accuracy (%) (↑)") if "noniid" in r.values()]
     assert "cifar10" in row.values()
