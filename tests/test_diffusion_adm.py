@@ -1,10 +1,11 @@
 """guided-diffusion ADM checkpoints (the paper's model) through the converter into diffusers (adm.py).
 
 A tiny ADM-format checkpoint — a plain state_dict with guided_diffusion.unet.UNetModel's key names and
-shapes — is written here, and its forward pass is recomputed straight from that state_dict with ADM's
-arithmetic (ResBlock with scale-shift norm and up/down resampling, QKVAttentionLegacy, the [cos, sin]
-timestep embedding), independently of the converter: the converted UNet2DModel must give the same
-output and the same activation at every one of the paper's block numbers.
+shapes (tests/paper/standins.py tiny_adm_state_dict) — is written, and its forward pass is recomputed
+straight from that state_dict with ADM's arithmetic (ResBlock with scale-shift norm and up/down
+resampling, QKVAttentionLegacy, the [cos, sin] timestep embedding), independently of the converter: the
+converted UNet2DModel must give the same output and the same activation at every one of the paper's
+block numbers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from methods.diffusion_cls.adm import channel_mult, convert_state_dict, diffusers_config, load_adm
 from methods.diffusion_cls.config import ADMConfig
 from methods.diffusion_cls.features import paper_blocks, run_to_blocks
+from tests.paper.standins import tiny_adm_state_dict
 
 TINY = {
     "image_size": 16,
@@ -29,82 +31,6 @@ TINY = {
     "attention_resolutions": "8",  # downsampling factor 2: the second level holds attention
     "num_head_channels": 16,
 }
-
-
-def tiny_adm_state_dict(cfg: ADMConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random weights in guided_diffusion.unet.UNetModel's layout (zero-initialised convs made random)."""
-    g = torch.Generator().manual_seed(seed)
-    sd: dict[str, torch.Tensor] = {}
-    mc, ted, nrb = cfg.num_channels, 4 * cfg.num_channels, cfg.num_res_blocks
-    mult = channel_mult(cfg)
-    attn_ds = {cfg.image_size // int(r) for r in cfg.attention_resolutions.split(",")}
-
-    def rnd(*shape: int) -> torch.Tensor:
-        return 0.2 * torch.randn(shape, generator=g)
-
-    def lin(p: str, i: int, o: int) -> None:
-        sd[f"{p}.weight"], sd[f"{p}.bias"] = rnd(o, i), rnd(o)
-
-    def conv(p: str, i: int, o: int, k: int, dims: int = 2) -> None:
-        sd[f"{p}.weight"], sd[f"{p}.bias"] = rnd(o, i, *([k] * dims)), rnd(o)
-
-    def norm(p: str, c: int) -> None:
-        sd[f"{p}.weight"], sd[f"{p}.bias"] = 1 + rnd(c), rnd(c)
-
-    def res(p: str, i: int, o: int) -> None:
-        norm(f"{p}.in_layers.0", i)
-        conv(f"{p}.in_layers.2", i, o, 3)
-        lin(f"{p}.emb_layers.1", ted, 2 * o if cfg.use_scale_shift_norm else o)
-        norm(f"{p}.out_layers.0", o)
-        conv(f"{p}.out_layers.3", o, o, 3)
-        if i != o:
-            conv(f"{p}.skip_connection", i, o, 1)
-
-    def attn(p: str, c: int) -> None:
-        norm(f"{p}.norm", c)
-        conv(f"{p}.qkv", c, 3 * c, 1, dims=1)
-        conv(f"{p}.proj_out", c, c, 1, dims=1)
-
-    lin("time_embed.0", mc, ted)
-    lin("time_embed.2", ted, ted)
-    conv("input_blocks.0.0", 3, mc, 3)
-    ch, chans, k, ds = mc, [mc], 1, 1
-    for level, m in enumerate(mult):
-        for _ in range(nrb):
-            res(f"input_blocks.{k}.0", ch, int(m * mc))
-            ch = int(m * mc)
-            if ds in attn_ds:
-                attn(f"input_blocks.{k}.1", ch)
-            chans.append(ch)
-            k += 1
-        if level != len(mult) - 1:
-            if cfg.resblock_updown:
-                res(f"input_blocks.{k}.0", ch, ch)
-            else:
-                conv(f"input_blocks.{k}.0.op", ch, ch, 3)
-            chans.append(ch)
-            k, ds = k + 1, ds * 2
-    res("middle_block.0", ch, ch)
-    attn("middle_block.1", ch)
-    res("middle_block.2", ch, ch)
-    k = 0
-    for level, m in list(enumerate(mult))[::-1]:
-        for i in range(nrb + 1):
-            res(f"output_blocks.{k}.0", ch + chans.pop(), int(mc * m))
-            ch, idx = int(mc * m), 1
-            if ds in attn_ds:
-                attn(f"output_blocks.{k}.1", ch)
-                idx = 2
-            if level and i == nrb:
-                if cfg.resblock_updown:
-                    res(f"output_blocks.{k}.{idx}", ch, ch)
-                else:
-                    conv(f"output_blocks.{k}.{idx}.conv", ch, ch, 3)
-                ds //= 2
-            k += 1
-    norm("out.0", ch)
-    conv("out.2", ch, 6 if cfg.learn_sigma else 3, 3)
-    return sd
 
 
 def adm_forward(sd: dict, cfg: ADMConfig, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, list]:

@@ -1,7 +1,8 @@
 """guided-diffusion's ADM U-Net checkpoints (the paper's model) converted into a diffusers UNet2DModel.
 
 The paper uses openai/guided-diffusion's 256×256 unconditional ImageNet checkpoint
-(``256x256_diffusion_uncond.pt``, a plain ``state_dict`` of ``guided_diffusion.unet.UNetModel``), built by
+(``256x256_diffusion_uncond.pt``, a plain ``state_dict`` of ``guided_diffusion.unet.UNetModel``, published
+at ``PAPER_CHECKPOINT``, the URL of guided-diffusion's README that diffssl's README points to), built by
 ``script_util.create_model`` from the flags in diffssl's scripts/linear.sh (``ADMConfig`` defaults).
 Every ADM piece has a diffusers counterpart with the same arithmetic — ResBlock → ResnetBlock2D
 (scale-shift norm: ``time_embedding_norm="scale_shift"``; up/down ResBlocks: ``up=True`` / ``down=True``),
@@ -14,12 +15,47 @@ tensors. The paper's 1-based block numbers (input 1–18, middle 19, output 20�
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 
 from methods.diffusion_cls.config import ADMConfig
+
+PAPER_CHECKPOINT = "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt"
+
+
+def checkpoint_file(cfg: ADMConfig, cache: Path) -> Path:
+    """The local file of ``cfg.checkpoint``: a path as it is, or a URL downloaded once into
+    ``cache``/adm/ (kept under its published name). Fails with the key in the message when neither works."""
+    ref = cfg.checkpoint
+    if not ref:
+        raise ValueError(
+            f"method.unet_source=adm needs method.adm.checkpoint (a guided-diffusion .pt: a path, or a URL "
+            f"such as the paper's {PAPER_CHECKPOINT})"
+        )
+    if urlparse(ref).scheme not in ("http", "https"):
+        path = Path(ref).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"method.adm.checkpoint={ref}: no such file")
+        return path
+    target = cache / "adm" / Path(urlparse(ref).path).name
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.part")
+    try:
+        torch.hub.download_url_to_file(ref, str(tmp), progress=True)
+    except Exception as ex:  # URLError, HTTPError, timeouts: no network, or the file moved
+        tmp.unlink(missing_ok=True)
+        raise ValueError(
+            f"method.adm.checkpoint={ref}: download failed ({type(ex).__name__}: {ex}); download it where "
+            f"there is network and give its path as method.adm.checkpoint (or put it at {target})"
+        ) from None
+    os.replace(tmp, target)
+    return target
 
 
 def channel_mult(cfg: ADMConfig) -> tuple[float, ...]:
@@ -173,13 +209,13 @@ def convert_state_dict(sd: dict[str, torch.Tensor], cfg: ADMConfig) -> dict[str,
     return out
 
 
-def load_adm(cfg: ADMConfig) -> tuple[Any, str]:
-    """(UNet2DModel in eval mode, checkpoint id) from an ADM .pt checkpoint and its flags."""
+def load_adm(cfg: ADMConfig, cache: Path | None = None) -> tuple[Any, str]:
+    """(UNet2DModel in eval mode, checkpoint id) from an ADM .pt checkpoint (path or URL) and its flags."""
     from diffusers import UNet2DModel
 
-    if not cfg.checkpoint:
-        raise ValueError("method.unet_source=adm needs method.adm.checkpoint (a guided-diffusion .pt)")
-    path = Path(cfg.checkpoint).expanduser()
+    from data.cache import cache_dir
+
+    path = checkpoint_file(cfg, cache if cache is not None else cache_dir("diffusion_cls"))
     sd = torch.load(path, map_location="cpu", weights_only=True)
     unet = UNet2DModel(**diffusers_config(cfg))
     unet.load_state_dict({k: v.float() for k, v in convert_state_dict(sd, cfg).items()}, strict=True)

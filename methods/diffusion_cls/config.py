@@ -96,6 +96,8 @@ class DiffusionClsConfig:
     weight_decay: float = 0.0
     lr_step: int = 7
     extract_batch_size: int = 256
+    # DataLoader worker processes (the paper scale's sets are decoded per item: data.image_size).
+    num_workers: int = 0
     # cnn baseline: widths of data.vision.encoders.SmallCNN, trained with the probe's optimiser.
     cnn_channels: list[int] = field(default_factory=lambda: [32, 64])
     unet_source: str = "train"
@@ -127,6 +129,8 @@ class DiffusionClsConfig:
                 )
         if not 0 <= self.t < 1000 or self.pooling < 1 or self.shots < 0:
             raise ValueError("method.t must be in [0, 1000), method.pooling >= 1, method.shots >= 0")
+        if self.num_workers < 0:
+            raise ValueError(f"method.num_workers={self.num_workers} must be >= 0")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"method.val_fraction={self.val_fraction} must be in [0, 1)")
 

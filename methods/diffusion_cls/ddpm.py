@@ -62,22 +62,32 @@ def checkpoint_key(model_cfg: dict[str, Any], train_cfg: DDPMTrainConfig, data_i
 
 
 def train_ddpm(
-    unet: Any, images: torch.Tensor, cfg: DDPMTrainConfig, seed: int, progress: Any = None
+    unet: Any,
+    images: torch.Tensor,
+    cfg: DDPMTrainConfig,
+    seed: int,
+    progress: Any = None,
+    device: torch.device | str = "cpu",
 ) -> float:
-    """ε-prediction DDPM training (Ho et al. 2020, L_simple) with AdamW; returns the last 100 steps' loss.
+    """ε-prediction DDPM training (Ho et al. 2020, L_simple) with AdamW on ``device`` (the runner's,
+    ``ctx.device``); returns the last 100 steps' loss.
 
     Runs on its own copy of torch's CPU RNG: training happens only when the checkpoint is not cached, so
-    drawing from the caller's RNG would make everything after it depend on the cache being warm."""
+    drawing from the caller's RNG would make everything after it depend on the cache being warm. Indices,
+    noise and timesteps are drawn on the CPU (the same numbers on any device), then moved."""
     with torch.random.fork_rng(devices=[]):
-        return _train_ddpm(unet, images, cfg, seed, progress)
+        return _train_ddpm(unet, images, cfg, seed, progress, device)
 
 
-def _train_ddpm(unet: Any, images: torch.Tensor, cfg: DDPMTrainConfig, seed: int, progress: Any) -> float:
+def _train_ddpm(
+    unet: Any, images: torch.Tensor, cfg: DDPMTrainConfig, seed: int, progress: Any, device: Any
+) -> float:
     from diffusers import DDPMScheduler
 
     sched = DDPMScheduler(num_train_timesteps=1000)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    unet.to(device)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr)
     lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     unet.train()
@@ -87,6 +97,7 @@ def _train_ddpm(unet: Any, images: torch.Tensor, cfg: DDPMTrainConfig, seed: int
         x0 = images[idx]
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, 1000, (len(x0),), generator=g)
+        x0, noise, t = x0.to(device), noise.to(device), t.to(device)
         loss = F.mse_loss(unet(sched.add_noise(x0, noise, t), t).sample, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -118,9 +129,10 @@ def load_or_train(
     data_id: str,
     seed: int,
     progress: Any = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[Any, str]:
-    """(trained U-Net in eval mode, checkpoint id). A file lock makes parallel jobs wait for one trainer;
-    the OS releases it if that trainer is killed, so a crash never leaves later jobs waiting."""
+    """(trained U-Net in eval mode on ``device``, checkpoint id). A file lock makes parallel jobs wait for
+    one trainer; the OS releases it if that trainer is killed, so a crash never leaves later jobs waiting."""
     from filelock import FileLock
 
     key = checkpoint_key(model_cfg, train_cfg, data_id, seed)
@@ -132,7 +144,7 @@ def load_or_train(
     with FileLock(str(lock)):
         if not path.exists():
             t0 = time.monotonic()
-            final = train_ddpm(unet, images, train_cfg, seed, progress)
+            final = train_ddpm(unet, images, train_cfg, seed, progress, device)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             torch.save(
                 {"state_dict": unet.state_dict(), "final_loss": final, "seconds": time.monotonic() - t0}, tmp
@@ -143,7 +155,7 @@ def load_or_train(
     lock.unlink(missing_ok=True)
     state = torch.load(path, map_location="cpu", weights_only=True)
     unet.load_state_dict(state["state_dict"])
-    return unet.eval(), f"ddpm-{key}"
+    return unet.to(device).eval(), f"ddpm-{key}"
 
 
 def load_hub(name: str) -> tuple[Any, str]:

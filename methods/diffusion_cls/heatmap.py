@@ -19,6 +19,9 @@ BLOCK_ORDER = ("down", "mid", "up")
 
 
 def block_key(name: str) -> tuple[int, int]:
+    """Network order: diffusers levels (down.<i>, mid, up.<i>), then the paper's 1-based ADM numbers."""
+    if name.isdigit():
+        return len(BLOCK_ORDER), int(name)
     kind, _, idx = name.partition(".")
     return BLOCK_ORDER.index(kind), int(idx or 0)
 

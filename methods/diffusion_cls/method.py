@@ -16,7 +16,8 @@ from data.sampling import few_shot_indices, stratified_split
 from data.vision.datamodule import ImageDataModule
 from data.vision.datasets import ImageSet, load_image_splits
 from data.vision.encoders import SmallCNN
-from methods.diffusion_cls.adm import load_adm
+from data.vision.lazy_images import LazyImages
+from methods.diffusion_cls.adm import checkpoint_file, load_adm
 from methods.diffusion_cls.config import ADMConfig, DDPMTrainConfig, DiffusionClsConfig
 from methods.diffusion_cls.ddpm import (
     build_unet,
@@ -59,7 +60,10 @@ class DiffusionCls(FitMethod):
         offline DDPM — freshly initialised from the run seed, never trained."""
         cfg = self.cfg
         if cfg.unet_source in ("hub", "adm"):
-            unet, ckpt = load_hub(cfg.hub_name) if cfg.unet_source == "hub" else load_adm(cfg.adm)
+            if cfg.unet_source == "hub":
+                unet, ckpt = load_hub(cfg.hub_name)
+            else:
+                unet, ckpt = load_adm(cfg.adm, cache_folder(cfg.ddpm))
             spec = {"sample_size": unet.config.sample_size, "in_channels": unet.config.in_channels}
             if cfg.features == "random_unet":
                 unet, ckpt = random_like(unet, ctx.seed)
@@ -77,17 +81,13 @@ class DiffusionCls(FitMethod):
             done[0] = step
 
         if checkpoint_path(model_cfg, cfg.ddpm, data_id, seed=0).exists():
-            unet, ckpt = load_or_train(model_cfg, cfg.ddpm, x, data_id, seed=0)
+            unet, ckpt = load_or_train(model_cfg, cfg.ddpm, x, data_id, seed=0, device=ctx.device)
         else:
             with ctx.progress(cfg.ddpm.steps, "train DDPM (cached after this run)") as bar:
-                unet, ckpt = load_or_train(model_cfg, cfg.ddpm, x, data_id, seed=0, progress=report)
+                unet, ckpt = load_or_train(
+                    model_cfg, cfg.ddpm, x, data_id, seed=0, progress=report, device=ctx.device
+                )
         return unet, ckpt, model_cfg
-
-    @staticmethod
-    def device(ctx: RunContext) -> str:
-        """Where the frozen U-Net runs outside Lightning (feature extraction, the head's shape probe)."""
-        gpu = ctx.cfg.hardware.accelerator in ("gpu", "cuda") and torch.cuda.is_available()
-        return "cuda" if gpu else "cpu"
 
     def unet_features(
         self, ctx: RunContext, train: ImageSet, test: ImageSet, data_id: str
@@ -95,7 +95,7 @@ class DiffusionCls(FitMethod):
         cfg = self.cfg
         unet, ckpt, model_cfg = self.unet(ctx, train.images, data_id)
         cache = FeatureCache(cache_folder(cfg.ddpm) / "features")
-        device = self.device(ctx)
+        device = ctx.device  # the runner's (issue 16): feature extraction runs outside Lightning
         out = []
         for name, part in (("train", train), ("test", test)):
             x = to_model_space(part.images, model_cfg["sample_size"], model_cfg["in_channels"])
@@ -118,10 +118,32 @@ class DiffusionCls(FitMethod):
 
     # ------------------------------------------------------------------ FitMethod
 
+    def check_lazy(self, data_cfg: Any) -> None:
+        """What needs the images in memory refuses a set decoded per item (data.image_size) at once."""
+        cfg = self.cfg
+        if not data_cfg.get("image_size") or cfg.features not in ("unet", "random_unet"):
+            return
+        if cfg.probe_protocol == "cached":
+            raise ValueError(
+                "method.probe_protocol=cached stores features of every image in memory; "
+                f"data={data_cfg.name} is decoded per item (data.image_size): "
+                "use method.probe_protocol=official"
+            )
+        if cfg.unet_source == "train" and cfg.features == "unet":
+            raise ValueError(
+                "method.unet_source=train trains a DDPM on in-memory images; "
+                f"data={data_cfg.name} is decoded per item (data.image_size): "
+                "use method.unet_source=adm (the paper's) or hub"
+            )
+
     def build(self, ctx: RunContext) -> tuple[ProbeModule, ImageDataModule]:
         cfg = self.cfg
         data_cfg = ctx.cfg.data or OmegaConf.structured(ImageDataConfig(name="digits"))
+        self.check_lazy(data_cfg)
+        if cfg.unet_source == "adm" and cfg.features in ("unet", "random_unet"):
+            checkpoint_file(cfg.adm, cache_folder(cfg.ddpm))  # a missing file or failed download: now
         train, test = load_image_splits(data_cfg, ctx.seed)
+        lazy = isinstance(train, LazyImages)
         data_id = (
             f"{data_cfg.name}-r{data_cfg.imbalance_ratio}-f{data_cfg.test_fraction}-s{data_cfg.split_seed}"
         )
@@ -134,13 +156,13 @@ class DiffusionCls(FitMethod):
             # the probe after it starts from the same state, cold cache or warm: same seed, same numbers.
             with torch.random.fork_rng(devices=[]):
                 if cfg.probe_protocol == "official":
-                    unet, _, spec = self.unet(ctx, train.images, data_id)
+                    unet, _, spec = self.unet(ctx, None if lazy else train.images, data_id)
                     online = OnlineFeatures(unet, spec, cfg.block, cfg.t, cfg.pooling, cfg.crop_min)
-                    f_train, f_test = train.images, test.images
+                    f_train, f_test = (train, test) if lazy else (train.images, test.images)
                 else:
                     f_train, f_test = self.unet_features(ctx, train, test, data_id)
         else:
-            f_train, f_test = train.images, test.images
+            f_train, f_test = (train, test) if lazy else (train.images, test.images)
         labels = train.labels.numpy()
         if cfg.val_fraction:
             pool, val_idx = stratified_split(labels, cfg.val_fraction, data_cfg.split_seed)
@@ -148,9 +170,13 @@ class DiffusionCls(FitMethod):
             pool, val_idx = np.arange(len(labels)), None
         pick = pool if not cfg.shots else pool[few_shot_indices(labels[pool], cfg.shots, ctx.seed)]
         pick = torch.as_tensor(pick)
-        x_train, y_train = f_train[pick], train.labels[pick]
-        x_val = f_train[torch.as_tensor(val_idx)] if val_idx is not None else None
-        if cfg.standardize and cfg.features != "cnn":
+        if lazy:  # the images stay on disk: the probe's sets are row selections of the lazy set
+            x_train, y_train = train.subset(pick.numpy()), train.labels[pick]
+            x_val = train.subset(val_idx) if val_idx is not None else None
+        else:
+            x_train, y_train = f_train[pick], train.labels[pick]
+            x_val = f_train[torch.as_tensor(val_idx)] if val_idx is not None else None
+        if cfg.standardize and cfg.features != "cnn" and not lazy:
             x_train, x_test, *rest = standardize(x_train, f_test, *([x_val] if x_val is not None else []))
             x_val = rest[0] if rest else None
         else:
@@ -158,11 +184,12 @@ class DiffusionCls(FitMethod):
         val = (x_val, train.labels[torch.as_tensor(val_idx)]) if x_val is not None else None
         if online is not None:
             probe_g = torch.Generator().manual_seed(cfg.noise_seed)
-            shape = tuple(online(x_train[:2].to(self.device(ctx)), probe_g, augment=False).shape[1:])
+            first = x_train.stack(range(2)) if lazy else x_train[:2]
+            shape = tuple(online(first.to(ctx.device), probe_g, augment=False).shape[1:])
             head, _ = self.head(shape, train.num_classes)
             module = OnlineProbeModule(cfg, head, online, seed=ctx.seed, val=val)
         else:
-            shape = tuple(x_train.shape[1:])
+            shape = tuple(x_train.image(0).shape) if lazy else tuple(x_train.shape[1:])
             module = ProbeModule(cfg, *self.head(shape, train.num_classes), val=val)
         log.info(
             "probe on %s features %s: %d labelled, %d test",
@@ -172,9 +199,10 @@ class DiffusionCls(FitMethod):
             len(x_test),
         )
         dm = ImageDataModule(
-            ImageSet(x_train, y_train, train.num_classes),
-            ImageSet(x_test, test.labels, test.num_classes),
+            x_train if lazy else ImageSet(x_train, y_train, train.num_classes),
+            x_test if lazy else ImageSet(x_test, test.labels, test.num_classes),
             cfg.batch_size,
+            num_workers=cfg.num_workers,
             seed=ctx.seed,
             drop_last=False,
         )

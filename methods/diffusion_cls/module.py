@@ -14,6 +14,13 @@ from torch import nn
 from methods.diffusion_cls.config import DiffusionClsConfig
 
 
+def rows(x: Any, start: int, stop: int) -> torch.Tensor:
+    """Rows [start, stop) of a tensor, or of a set decoded per item (data.vision.lazy_images)."""
+    if isinstance(x, torch.Tensor):
+        return x[start:stop]
+    return x.stack(range(start, min(stop, len(x))))
+
+
 class ProbeModule(pl.LightningModule):
     def __init__(
         self,
@@ -43,7 +50,7 @@ class ProbeModule(pl.LightningModule):
             with torch.no_grad():
                 x, y = self.val
                 pred = torch.cat(
-                    [self(x[i : i + 512].to(self.device)).argmax(1).cpu() for i in range(0, len(x), 512)]
+                    [self(rows(x, i, i + 512).to(self.device)).argmax(1).cpu() for i in range(0, len(x), 512)]
                 )
             self.train(was)
             self.log("val_acc", (pred == y).float().mean())
@@ -102,7 +109,7 @@ class OnlineProbeModule(ProbeModule):
             with torch.no_grad():
                 pred = torch.cat(
                     [
-                        self(x[i : i + step].to(self.device), eval_key=i // step).argmax(1).cpu()
+                        self(rows(x, i, i + step).to(self.device), eval_key=i // step).argmax(1).cpu()
                         for i in range(0, len(x), step)
                     ]
                 )
