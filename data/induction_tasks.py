@@ -23,20 +23,36 @@ answers.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import string
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger("reprolab")
+
 OFFICIAL_URL = (
     "https://raw.githubusercontent.com/Lichang-Chen/InstructZero/main/InstructZero/experiments/data/"
     "instruction_induction/raw"
 )
 METRICS = ("em", "f1", "es", "contains")
+# The official repo's task files (raw/induce/<task>.json). Every one has a raw/execute/ file but these
+# two, whose test set is therefore held out from induce (load_official).
+OFFICIAL_TASKS = (
+    "active_to_passive", "antonyms", "ascii_word_recognition", "auto_categorization", "auto_debugging",
+    "cause_and_effect", "common_concept", "cs_algorithms", "diff", "first_word_letter",
+    "informal_to_formal", "larger_animal", "letters_list", "negation", "num_to_verbal", "object_counting",
+    "odd_one_out", "orthography_starts_with", "periodic_elements", "rhymes", "second_word_letter",
+    "sentence_similarity", "sentiment", "singular_to_plural", "sum", "synonyms", "taxonomy_animal",
+    "translation_en-de", "translation_en-es", "translation_en-fr", "word_in_context", "word_sorting",
+    "word_unscrambling",
+)  # fmt: skip
+NO_EXECUTE_FILE = ("ascii_word_recognition", "cs_algorithms")
 # The official metric per task; every other task uses exact match.
 TASK_TO_METRIC = {
     "common_concept": "f1",
@@ -243,9 +259,21 @@ def generate_task(name: str, n_pool: int, n_dev: int, n_test: int, split_seed: i
 
 
 def _read_json(location: str) -> dict:
+    """A task file by path or URL; a missing one raises FileNotFoundError, an unreachable URL a ValueError
+    that names it (a run fails with the file it needs, not a urllib traceback)."""
     if location.startswith(("http://", "https://")):
-        with urllib.request.urlopen(location, timeout=60) as response:
-            return json.loads(response.read().decode())
+        try:
+            with urllib.request.urlopen(location, timeout=60) as response:
+                return json.loads(response.read().decode())
+        except urllib.error.HTTPError as ex:
+            if ex.code == 404:
+                raise FileNotFoundError(f"{location}: HTTP 404") from None
+            raise ValueError(f"could not download {location}: HTTP {ex.code}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as ex:
+            raise ValueError(
+                f"could not download {location} ({ex}); offline, give method.task_source a local folder "
+                "holding the official induce/ and execute/ files"
+            ) from None
     return json.loads(Path(location).expanduser().read_text())
 
 
@@ -279,12 +307,23 @@ def load_official(
     (100 there); the other half is the dev pool, of which we fix ``n_dev`` once (all of it when it is
     smaller: 13 for cause_and_effect's 26). Taking ``n_dev`` first instead left small tasks a pool below
     ``n_demos`` or a dev set of 1–5. A task whose pool half is below ``n_demos`` is refused here, before
-    any model loads. ``n_test`` execute examples are the test.
+    any model loads. ``n_test`` execute examples are the test. Two official tasks have no execute file
+    (NO_EXECUTE_FILE; the official loader raises on them, yet the paper reports their test score): their
+    test is drawn from the induce examples left out of both the pool and dev, and a warning says so.
     """
     rng = random.Random(split_seed)
     root = root.rstrip("/")
-    induce = parse_official(name, _read_json(f"{root}/induce/{name}.json"), rng)
-    execute = parse_official(name, _read_json(f"{root}/execute/{name}.json"), rng)
+    try:
+        induce = parse_official(name, _read_json(f"{root}/induce/{name}.json"), rng)
+    except FileNotFoundError:
+        raise ValueError(
+            f"method.task={name!r}: no {root}/induce/{name}.json; the official tasks are: "
+            + ", ".join(OFFICIAL_TASKS)
+        ) from None
+    try:
+        execute: list[Example] | None = parse_official(name, _read_json(f"{root}/execute/{name}.json"), rng)
+    except FileNotFoundError:
+        execute = None
     order = list(range(len(induce)))
     rng.shuffle(order)
     n_pool = min(n_pool, len(induce) // 2)
@@ -296,6 +335,14 @@ def load_official(
         )
     pool = [induce[i] for i in order[:n_pool]]
     dev = [induce[i] for i in order[n_pool:][:n_dev]]
+    if execute is None:
+        execute = [induce[i] for i in order[n_pool + n_dev :]]
+        log.warning(
+            "task %s has no execute/%s.json: its test set is %d of the %d induce examples outside the "
+            "demonstration pool and dev", name, name, min(n_test, len(execute)), len(execute),
+        )  # fmt: skip
+        if not execute:
+            raise ValueError(f"task {name!r} has no execute file and no induce example left for a test set")
     test = rng.sample(execute, min(n_test, len(execute)))
     # Demonstrations show one accepted answer each (the official prompt_gen_data samples one).
     demos = [Example(e.input, (rng.choice(e.answers),)) for e in pool]

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from hydra.core.config_store import ConfigStore
 
+from data.induction_tasks import GENERATED, OFFICIAL_TASKS
 from runners.schemas import check_choice
 
 # instructzero: BO with the instruction-coupled kernel. matern: the same BO with a Matérn kernel on z only.
@@ -39,15 +40,22 @@ class InstructZeroConfig:
     n_dev: int = 20
     n_test: int = 100
     split_seed: int = 0
-    # Soft prompt p = A z, z ∈ [−1, 1]^d (the paper's random projection).
+    # Soft prompt p = A z, z ∈ [−1, 1]^d (the paper's random projection, uniform: run_instructzero.sh
+    # RANDOM_PROJ='uniform', 5 soft tokens, intrinsic dim 10).
     intrinsic_dim: int = 10
     n_soft_tokens: int = 5
     projection: str = "uniform"
-    # "embedding": A z matches the embedding table's std; "official": U(−1, 1) entries, unscaled.
-    projection_scale: str = "embedding"
+    # "official": A's entries U(−1, 1), unscaled, as run_instructzero.py initialises its projection
+    # (torch.nn.init.uniform_(linear.weight, -1, 1)); the paper, as the spec records it, says "uniform"
+    # and no scale (its text could not be read offline to check further).
+    # "embedding": A rescaled so that A z has the embedding table's std (the CPU budgets: a 135M model's
+    # embeddings are ~50× smaller than U(−1, 1) soft tokens).
+    projection_scale: str = "official"
     max_instruction_tokens: int = 128
-    # Keep the first non-empty line of the open LLM's answer (small models ramble after it).
-    instruction_first_line: bool = True
+    # False: the whole decoded generation is the instruction, as the official code keeps it (its
+    # post-processing is commented out). True: only the first non-empty line (the CPU budgets: a 135M
+    # model rambles after it).
+    instruction_first_line: bool = False
     # Black box: the same local model (SmolLM2 offline) or any OpenAI-compatible endpoint.
     black_box: str = "local"
     # local: an offline model name (data.llm.loader.OFFLINE_MODELS) or a hub name; None: the open LLM's
@@ -55,7 +63,8 @@ class InstructZeroConfig:
     black_box_model: str | None = None
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    black_box_max_tokens: int = 64
+    # The official black-box call (automatic_prompt_engineer/llm.py, GPT_Forward): max_tokens=256, T=0.
+    black_box_max_tokens: int = 256
     black_box_batch_size: int = 20
     concurrency: int = 8
     # Zero-shot template of the official dev evaluation ("Instruction: v / Input: x / Output:").
@@ -105,6 +114,10 @@ class InstructZeroConfig:
             raise ValueError(
                 "method.black_box=openai needs method.black_box_model (the endpoint's model name)"
             )
+        if self.task_source == "generated":
+            check_choice("method.task", self.task, tuple(GENERATED))
+        elif self.task_source == "official":
+            check_choice("method.task", self.task, OFFICIAL_TASKS)
         if "{instruction}" not in self.eval_template or "{input}" not in self.eval_template:
             raise ValueError("method.eval_template must contain {instruction} and {input}")
 

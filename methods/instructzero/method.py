@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from data.induction_tasks import InductionTask, load_task
 from data.llm.client import LLMClient, LocalBackend, OpenAIBackend
+from data.llm.endpoint import check_model_served
 from data.llm.loader import OFFLINE_MODELS, LoadedLM, cache_dir, load_causal_lm, offline_model
 from data.llm.response_cache import ResponseCache
 from methods.instructzero.config import InstructZeroConfig
@@ -30,6 +31,7 @@ from methods.instructzero.soft_prompt import SoftPromptWriter
 from runners.atomic import write_atomic
 from runners.context import RunContext
 from runners.contract import LoopMethod
+from runners.validate import ConfigError
 
 log = logging.getLogger("reprolab")
 
@@ -118,9 +120,21 @@ class InstructZero(LoopMethod):
 
     # ------------------------------------------------------------------ the loop
 
+    def check_sources(self) -> InductionTask:
+        """The task files and the black-box model name, checked before the open LLM loads (minutes for
+        Vicuna-13B): a missing task file or a model the endpoint does not serve fails first, named."""
+        c = self.cfg
+        try:
+            task = self.task()
+        except ValueError as ex:
+            raise ConfigError(str(ex)) from None
+        if c.black_box == "openai":
+            check_model_served(c.base_url, c.black_box_model, c.api_key_env)
+        return task
+
     def run(self, ctx: RunContext, fabric: Fabric) -> dict[str, float]:
         c = self.cfg
-        task = self.task()
+        task = self.check_sources()
         metric = task.metric if c.metric == "official" else c.metric
         lm = _load(OmegaConf.to_object(ctx.cfg.model))
         lm.model.to(fabric.device)

@@ -2,9 +2,12 @@
 
 z ∈ [−1, 1]^d is what Bayesian optimisation searches; the fixed random matrix A ∈ R^{(N·D)×d} (seeded)
 lifts it to N soft-token embeddings of the LLM's width D. The official code draws
-A's entries from U(−1, 1), which makes soft tokens ~50× larger than real token embeddings; the default
-here scales A so that the entries of A z have the embedding table's standard deviation (for z uniform on
-[−1, 1]^d), and ``scale="official"`` restores the unscaled draw.
+A's entries from U(−1, 1) (run_instructzero.py: ``torch.nn.init.uniform_(linear.weight, -1, 1)``):
+``scale="official"``, the paper-scale default (config.py). That makes soft tokens ~50× larger than a
+small model's token embeddings, so ``scale="embedding"`` (this class's default and the CPU budgets')
+scales A so that the entries of A z have the embedding table's standard deviation (z uniform on
+[−1, 1]^d). The official "normal" option draws N(−1, 1) entries (``normal_(weight, -1, 1)``: mean −1; the
+std it computes is unused); ``kind="normal"`` here is zero-mean, the paper's option being uniform.
 """
 
 from __future__ import annotations
