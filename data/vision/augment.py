@@ -2,8 +2,10 @@
 
 Two recipes. ``small`` for the 8×8 / 28×28 grey offline sets (SBCL spec, small scale): random
 integer pixel shifts, Gaussian noise and pixel dropout. ``cifar``: the SupCon/SBCL CIFAR recipe —
-RandomResizedCrop(scale 0.2–1), horizontal flip, colour jitter with p 0.8 and grayscale with p 0.2 —
-written as one affine ``grid_sample`` per batch so no python loop runs over images.
+RandomResizedCrop(scale 0.2–1), horizontal flip, colour jitter (hue included) with p 0.8 and grayscale
+with p 0.2 — written as one affine ``grid_sample`` per batch so no python loop runs over images.
+``crop_flip`` is the stage-2 view (RandomCrop with zero padding, flip). Normalisation is not here: the
+encoder's input layer does it (methods.sbcl.module), so clean, augmented and test images all get it.
 """
 
 from __future__ import annotations
@@ -53,21 +55,83 @@ def resized_crop_flip(x: torch.Tensor, scale_min: float, g: torch.Generator) -> 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
+LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights (ITU-R 601-2)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) luma of an RGB batch; a grey batch is its own."""
+    if x.shape[1] != 3:
+        return x.mean(dim=1, keepdim=True)
+    w = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
+def shift_hue(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue of each RGB image by ``delta`` (N,) turns (HSV, h ← (h + δ) mod 1), as
+    torchvision's ``adjust_hue``; grey images are returned unchanged."""
+    if x.shape[1] != 3:
+        return x
+    r, g, b = x.unbind(dim=1)
+    maxc, _ = x.max(dim=1)
+    minc, _ = x.min(dim=1)
+    v, span = maxc, maxc - minc
+    s = span / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(span > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    h = (h + delta.view(-1, 1, 1)) % 1.0
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    i = i.long() % 6
+    sectors = [i == k for k in range(6)]
+
+    def pick(*values: torch.Tensor) -> torch.Tensor:  # the channel's value in each hue sector
+        return sum(torch.where(m, val, torch.zeros_like(val)) for m, val in zip(sectors, values, strict=True))
+
+    return torch.stack([pick(v, q, p, p, t, v), pick(t, v, v, q, p, p), pick(p, p, t, v, v, q)], dim=1)
+
+
 def colour(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
-    """Brightness / contrast / saturation jitter (p = jitter_p) and grayscale (p = grayscale_p)."""
+    """``RandomApply([ColorJitter(s, s, s, hue)], p=jitter_p)`` then ``RandomGrayscale(grayscale_p)``, as the
+    official SBCL CIFAR transform (SimCLR/main.py: ColorJitter(0.4, 0.4, 0.4, 0.1)): brightness, contrast,
+    saturation factors uniform in [1 − s, 1 + s], hue shift uniform in [−hue, hue], applied in a random
+    order per image (torchvision draws the order per call), each result clamped to [0, 1]."""
     n, device, s = x.shape[0], x.device, cfg.jitter_strength
     on = (_rand(n, g, device) < cfg.jitter_p).view(n, 1, 1, 1)
-    bright = 1 + s * (2 * _rand(n, g, device) - 1)
-    contrast = 1 + s * (2 * _rand(n, g, device) - 1)
-    sat = 1 + s * (2 * _rand(n, g, device) - 1)
-    y = x * bright.view(n, 1, 1, 1)
-    mean = y.mean(dim=(1, 2, 3), keepdim=True)
-    y = (y - mean) * contrast.view(n, 1, 1, 1) + mean
-    grey = y.mean(dim=1, keepdim=True)
-    y = (y - grey) * sat.view(n, 1, 1, 1) + grey
-    x = torch.where(on, y.clamp(0, 1), x)
+    bright = (1 + s * (2 * _rand(n, g, device) - 1)).view(n, 1, 1, 1)
+    contrast = (1 + s * (2 * _rand(n, g, device) - 1)).view(n, 1, 1, 1)
+    sat = (1 + s * (2 * _rand(n, g, device) - 1)).view(n, 1, 1, 1)
+    hue = cfg.jitter_hue * (2 * _rand(n, g, device) - 1)
+    order = torch.argsort(torch.rand(n, 4, generator=g), dim=1).to(device)  # a random op order per image
+
+    ops = (
+        lambda y: (y * bright).clamp(0, 1),
+        lambda y: (
+            (y - _grey(y).mean(dim=(2, 3), keepdim=True)) * contrast + _grey(y).mean(dim=(2, 3), keepdim=True)
+        ).clamp(0, 1),
+        lambda y: ((y - _grey(y)) * sat + _grey(y)).clamp(0, 1),
+        lambda y: shift_hue(y, hue) if cfg.jitter_hue > 0 else y,
+    )
+    y = x
+    for slot in range(4):
+        which = order[:, slot].view(n, 1, 1, 1)
+        out = y
+        for k, op in enumerate(ops):
+            out = torch.where(which == k, op(y), out)
+        y = out
+    x = torch.where(on, y, x)
     to_grey = (_rand(n, g, device) < cfg.grayscale_p).view(n, 1, 1, 1)
-    return torch.where(to_grey, x.mean(dim=1, keepdim=True).expand_as(x), x)
+    return torch.where(to_grey, _grey(x).expand_as(x), x)
+
+
+def crop_flip(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
+    """``RandomCrop(H, padding=pad)`` (zero fill) plus ``RandomHorizontalFlip``: the official stage-2
+    transform (SimCLR/linear_classify.py)."""
+    x = shift(x, pad, g)
+    flip = (_rand(x.shape[0], g, x.device) < 0.5).view(-1, 1, 1, 1)
+    return torch.where(flip, x.flip(3), x)
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
@@ -85,3 +149,16 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Te
     if cfg.kind == "cifar":
         return colour(resized_crop_flip(x, cfg.crop_scale_min, g), cfg, g)
     raise ValueError(f"augment kind={cfg.kind!r} is not valid; choose one of: {', '.join(KINDS)}")
+
+
+class Normalize(torch.nn.Module):
+    """Per-channel (x − mean) / std as a layer (``transforms.Normalize`` after ``ToTensor``), put in front of
+    an encoder so that every image it sees, augmented or clean, is normalised the same way."""
+
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runners.schemas import check_choice
 
 AUGMENT_KINDS = ("none", "small", "cifar")
 PROBE_LOSSES = ("ce", "balanced", "ldam_drw")
+PROBE_VIEWS = ("none", "crop_flip")
+PROBE_SCHEDULES = ("cosine", "step")
 
 
 @dataclass
@@ -21,6 +23,7 @@ class AugmentConfig:
     crop_scale_min: float = 0.2  # RandomResizedCrop area (cifar)
     jitter_p: float = 0.8
     jitter_strength: float = 0.4
+    jitter_hue: float = 0.1  # ColorJitter(0.4, 0.4, 0.4, 0.1) of the official SBCL CIFAR transform
     grayscale_p: float = 0.2
 
     def __post_init__(self) -> None:
@@ -42,9 +45,21 @@ class ProbeConfig:
     scale: float = 30.0
     beta: float = 0.9999
     drw_epoch: int = 160
+    # views: none = features of the clean images, computed once; crop_flip = RandomCrop(pad) + flip views
+    # through the frozen encoder every epoch (official SimCLR/linear_classify.py, methods.sbcl.stage2).
+    views: str = "none"
+    pad: int = 4
+    # schedule: cosine (per epoch, to 0) or step: linear warm-up over warmup_epochs, then ×decay after each
+    # milestone epoch (official: 5, ×0.1 after 140 and after 180).
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    milestones: list[int] = field(default_factory=list)
+    decay: float = 0.1
 
     def __post_init__(self) -> None:
         check_choice("probe.loss", self.loss, PROBE_LOSSES)
+        check_choice("probe.views", self.views, PROBE_VIEWS)
+        check_choice("probe.schedule", self.schedule, PROBE_SCHEDULES)
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(
                 f"probe.epochs={self.epochs} and probe.batch_size={self.batch_size} must be >= 1"

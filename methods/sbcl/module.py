@@ -4,7 +4,9 @@ one LightningModule, so the fit runner trains, checkpoints and tests it like any
 Per batch two augmented views are made on the device; z = normalise(proj(encoder(view))). The SBCL arm
 re-clusters at the start of epoch ``warmup + k·R`` (k = 0, 1, ...): embed the clean training set, k-means
 per class, class temperatures. Before that it trains with SupCon (the official warm-up). Subclass ids
-live in a buffer, so a resumed run keeps them.
+live in a buffer, so a resumed run keeps them. ``method.input_mean/std`` put a normalisation layer in front
+of the encoder. Stage 2 is a linear probe on the clean images' features (``probe.views=none``) or, at
+paper scale, the official one on crop/flip views every epoch (methods.sbcl.stage2).
 
 Data parallel (``hardware=ddp``): ``method.batch_size`` is the global batch, split over the ranks; the
 contrastive loss sees the whole global batch (features all-gathered with gradients, methods.sbcl.loss
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import lightning.pytorch as pl
@@ -25,11 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data.vision.augment import augment
+from data.vision.augment import Normalize, augment
 from data.vision.probes import train_linear_probe
 from data.vision.splits import frequency_groups, group_accuracies
 from methods.sbcl.config import SBCLConfig
 from methods.sbcl.loss import gather_batch, sbcl_loss
+from methods.sbcl.stage2 import Stage2Result, train_on_views
 from methods.sbcl.subclasses import assign_subclasses, class_temperatures, subclass_counts
 
 
@@ -42,9 +46,14 @@ class SBCLModule(pl.LightningModule):
         class_counts: list[int],
         seed: int,
         curve: Callable[[dict[str, float], int], None] | None = None,
+        progress: Callable[[int, str], AbstractContextManager[Any]] | None = None,
     ) -> None:
         super().__init__()
-        self.cfg, self.encoder, self.seed, self.curve = cfg, encoder, seed, curve
+        wrapped = isinstance(encoder, nn.Sequential) and isinstance(encoder[0], Normalize)
+        if cfg.input_mean and not wrapped:  # the official transforms.Normalize, as the encoder's first layer
+            encoder = nn.Sequential(Normalize(cfg.input_mean, cfg.input_std), encoder)
+        self.cfg, self.encoder, self.seed, self.curve, self.progress = cfg, encoder, seed, curve, progress
+        self.stage2: Stage2Result | None = None
         self.num_classes = len(class_counts)
         self.class_counts = list(class_counts)
         hidden = cfg.proj_hidden or feat_dim
@@ -193,19 +202,28 @@ class SBCLModule(pl.LightningModule):
             self.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
         steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, cfg.epochs))
-        warm, total = cfg.lr_warmup_epochs * steps_per_epoch, max(1, cfg.epochs * steps_per_epoch)
-
-        def factor(step: int) -> float:  # linear warm-up from 1% to the cosine curve, then cosine to 0
-            cosine = 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-            return cosine * (0.01 + 0.99 * step / warm) if step < warm else cosine
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, stage1_lr_factor(cfg, steps_per_epoch))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ stage 2 and test
 
     def on_train_end(self) -> None:
         if self.cfg.classifier == "joint":
+            return
+        if self.cfg.probe.views == "crop_flip":  # the official stage 2 (methods.sbcl.stage2)
+            dm = self.trainer.datamodule
+            with torch.enable_grad():
+                self.stage2 = train_on_views(
+                    self.encoder,
+                    dm.train_set,
+                    dm.test_dataloader(),
+                    self.num_classes,
+                    self.cfg.probe,
+                    self.seed,
+                    self.device,
+                    self.progress,
+                )
+            self.probe = self.stage2.head
             return
         with torch.enable_grad():
             feats, labels = self.embed_train_set(projected=False)
@@ -240,3 +258,34 @@ class SBCLModule(pl.LightningModule):
         pred, labels = pred.cpu().numpy(), labels.cpu().numpy()
         for k, v in group_accuracies(pred, labels, self.groups, self.num_classes).items():
             self.log(k, v)
+        if self.stage2 is not None and self.stage2.test_acc:
+            # The official code's printed figure: the best epoch's accuracy, the epoch chosen on the test set.
+            self.log("acc_test_selected", max(self.stage2.test_acc))
+            self.log("stage2_best_epoch", float(self.stage2.best_epoch))
+
+
+def stage1_lr_factor(cfg: SBCLConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Stage 1's lr / ``cfg.lr`` at each optimiser step, as the official SimCLR/main.py sets it.
+
+    ``adjust_learning_rate``: per epoch e, lr_e = η_min + (lr − η_min)(1 + cos(π e / E)) / 2 with
+    η_min = lr · lr_min_ratio (lr · 0.1⁴). ``warmup_learning_rate``: in the first W epochs, per step, linear
+    from the absolute ``lr_warmup_from`` (0.01) to the cosine's lr_W. The official ramp counts from epoch
+    −1 (p = (batch + (epoch − 1)·T) / (W·T) for epoch ≤ W, so its first steps get a negative lr); here it
+    runs over epochs 0 … W − 1, p from 0 to 1.
+    """
+    lr, epochs, warm = cfg.lr, max(1, cfg.epochs), cfg.lr_warmup_epochs
+    eta_min = lr * cfg.lr_min_ratio
+
+    def cosine(epoch: int) -> float:
+        return eta_min + (lr - eta_min) * (1 + math.cos(math.pi * min(epoch, epochs) / epochs)) / 2
+
+    warm_to = cosine(warm)
+
+    def factor(step: int) -> float:
+        epoch, batch = divmod(step, steps_per_epoch)
+        if epoch < warm:
+            p = (batch + epoch * steps_per_epoch) / (warm * steps_per_epoch)
+            return (cfg.lr_warmup_from + p * (warm_to - cfg.lr_warmup_from)) / lr
+        return cosine(epoch) / lr
+
+    return factor
