@@ -1,14 +1,15 @@
 """Fixed feature extractors for methods that learn on frozen features (CHAIN's linear model, probes).
 
 Offline there is no pretrained vision backbone (OFFLINE.md), so the offline default is the standardised
-pixels; ``resnet18`` is torchvision's ImageNet ResNet-18 (downloads its weights: online users only).
+pixels; ``hub`` is the pooled output of a published backbone loaded with transformers' ``from_pretrained``
+(a hub id, online users only, or a local folder in the same layout).
 """
 
 from __future__ import annotations
 
 import torch
 
-FEATURES = ("pixels", "resnet18")
+FEATURES = ("pixels", "hub")
 
 
 def standardize(
@@ -27,30 +28,47 @@ def pixel_features(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Ten
     return standardize(train, *others, abs_floor=1e-3)
 
 
+def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of (N, C, H, W) images: the encoder's input normalisation."""
+    return images.mean(dim=(0, 2, 3)), images.std(dim=(0, 2, 3)).clamp_min(1e-6)
+
+
 @torch.no_grad()
-def resnet18_features(*images: torch.Tensor, batch_size: int = 256) -> list[torch.Tensor]:
-    """Penultimate (512-d) ImageNet ResNet-18 features; grey images are repeated to three channels."""
-    import torchvision
+def encode(
+    encoder: torch.nn.Module, images: torch.Tensor, batch_size: int = 256, desc: str = ""
+) -> torch.Tensor:
+    """``encoder`` (eval mode) over ``images`` in batches on the encoder's device, with a progress bar."""
+    from tqdm import tqdm
 
-    net = torchvision.models.resnet18(weights="DEFAULT")
-    net.fc = torch.nn.Identity()
-    net.eval()
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    out = []
-    for x in images:
-        parts = []
-        for chunk in x.split(batch_size):
-            chunk = chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk
-            parts.append(net((chunk - mean) / std))
-        out.append(torch.cat(parts))
-    return out
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    chunks = images.split(batch_size)
+    out = [encoder(c.to(device)) for c in tqdm(chunks, desc=desc or "features", disable=len(chunks) < 4)]
+    encoder.train(was_training)
+    return torch.cat(out)
 
 
-def extract(kind: str, train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """Features of ``train`` and ``others`` (same extractor; statistics from ``train`` only)."""
+def pretrained_features(
+    name: str, train: torch.Tensor, *others: torch.Tensor, batch_size: int = 256, device: str = "cpu"
+) -> list[torch.Tensor]:
+    """Pooled features of a published backbone (``from_pretrained(name)``: hub id or local folder), with its
+    input normalised by the training pool's channel statistics (data.vision.encoders.pretrained_encoder)."""
+    from data.vision.encoders import pretrained_encoder
+
+    encoder = pretrained_encoder(name, *channel_stats(train)).to(device)
+    return [encode(encoder, x, batch_size, f"{name} features") for x in (train, *others)]
+
+
+def extract(
+    kind: str, train: torch.Tensor, *others: torch.Tensor, name: str | None = None, **kw: object
+) -> list[torch.Tensor]:
+    """Features of ``train`` and ``others`` (same extractor; statistics from ``train`` only): ``pixels``, or
+    ``hub`` (the backbone ``name``, a hub id or a local folder in its layout)."""
     if kind == "pixels":
         return pixel_features(train, *others)
-    if kind == "resnet18":
-        return resnet18_features(train, *others)
+    if kind == "hub":
+        if not name:
+            raise ValueError("features from the hub need the backbone's hub id or local folder (name)")
+        return pretrained_features(name, train, *others, **kw)
     raise ValueError(f"features={kind!r} is not valid; choose one of: {', '.join(FEATURES)}")

@@ -2,7 +2,8 @@
 
 ``mlp`` (flatten + hidden layers), ``small_cnn`` (conv–BN–ReLU stages, global pool), ``resnet32`` (CIFAR
 ResNet, data.vision.resnet) and ``resnet50`` (torchvision, online users only: torchvision is not a
-dependency here). Each returns the module and its output width.
+dependency here). Each returns the module and its output width. ``pretrained_encoder`` loads a published
+backbone by hub id (or a local folder in the same layout) with transformers' ``AutoModel.from_pretrained``.
 """
 
 from __future__ import annotations
@@ -76,3 +77,36 @@ def build_encoder(model_cfg: Any, in_shape: tuple[int, int, int]) -> tuple[nn.Mo
     else:
         raise ValueError(f"model.name={name!r} is not a vision encoder; choose one of: {', '.join(ENCODERS)}")
     return enc, int(enc.out_dim)
+
+
+class PretrainedEncoder(nn.Module):
+    """A transformers vision backbone (``AutoModel``: ResNetModel for microsoft/resnet-18's layout) as
+    images → pooled features. Inputs are standardised per channel with the statistics given (the training
+    pool's: ColdStartAL normalises CIFAR with its dataset mean/std); grey images are repeated to RGB."""
+
+    def __init__(self, backbone: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", mean.reshape(1, -1, 1, 1).float())
+        self.register_buffer("std", std.reshape(1, -1, 1, 1).float())
+        self.in_channels = int(getattr(backbone.config, "num_channels", 3))
+        sizes = getattr(backbone.config, "hidden_sizes", None)
+        self.out_dim = int(sizes[-1]) if sizes else int(backbone.config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        if x.shape[1] == 1 and self.in_channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        out = self.backbone(pixel_values=x)
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is None:  # backbones without a pooler: average the last feature map / tokens
+            hidden = out.last_hidden_state
+            pooled = hidden.mean(dim=(2, 3)) if hidden.dim() == 4 else hidden.mean(dim=1)
+        return pooled.flatten(1)
+
+
+def pretrained_encoder(name: str, mean: torch.Tensor, std: torch.Tensor) -> PretrainedEncoder:
+    """``AutoModel.from_pretrained(name)``: a hub id, or a local folder that ``save_pretrained`` wrote."""
+    from transformers import AutoModel
+
+    return PretrainedEncoder(AutoModel.from_pretrained(name), mean, std)

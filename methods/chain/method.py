@@ -18,7 +18,7 @@ from data.config import ImageDataConfig
 from data.features import extract
 from data.vision.datasets import load_image_splits
 from methods.chain.config import ChainConfig
-from methods.chain.learner import Fit, MetaLambda, embed, evaluate, fit, forward
+from methods.chain.learner import FeatureNet, Fit, MetaLambda, Net, evaluate, fit, predict
 from methods.chain.schedule import fixed_lambda
 from methods.chain.strategies import select
 from runners.context import RunContext
@@ -44,7 +44,7 @@ class Chain(LoopMethod):
 
     def train_round(
         self,
-        dims: list[int],
+        net: Net | list[int],
         x: torch.Tensor,
         y: torch.Tensor,
         xv: torch.Tensor,
@@ -54,26 +54,31 @@ class Chain(LoopMethod):
     ) -> tuple[Fit, float]:
         """One fit with the configured λ schedule; returns the fit and the λ to report for the round."""
         cfg = self.cfg
+        optimizer, lr = cfg.fit_optimizer
         common = dict(
             steps=cfg.train_steps,
-            lr=cfg.lr,
+            lr=lr,
             weight_decay=cfg.weight_decay,
             eval_every=cfg.eval_every,
             patience=cfg.patience,
+            optimizer=optimizer,
             # CHAIN: no early stop, and no kept parameters, before its curriculum has faded (schedule.py);
             # with same_stopping every schedule waits as long, so the columns differ in λ only
             min_steps=cfg.chain_steps if cfg.same_stopping or cfg.schedule == "chain" else 0,
         )
         if cfg.schedule == "meta":
-            result = fit(dims, x, y, xv, yv, gen, meta=meta, **common)
+            result = fit(net, x, y, xv, yv, gen, meta=meta, **common)
             return result, result.lam_last
         if cfg.schedule == "grid":
-            # Per-round grid search on the validation split: the λ with the lowest validation CE.
+            # Per-round grid search on the validation split: the first λ of the grid with the highest
+            # validation accuracy (ColdStartAL), or with the lowest validation CE (grid_metric=ce).
             state = gen.get_state()
             fits = []
             for lam in cfg.lam_grid:
                 gen.set_state(state)  # the same initialisation for every λ
-                fits.append((fit(dims, x, y, xv, yv, gen, lam_at=lambda _s, lam=lam: lam, **common), lam))
+                fits.append((fit(net, x, y, xv, yv, gen, lam_at=lambda _s, lam=lam: lam, **common), lam))
+            if cfg.grid_metric == "accuracy":
+                return max(fits, key=lambda f: f[0].val_acc)  # max keeps the first of equals
             return min(fits, key=lambda f: f[0].val_ce)
         lam_at = fixed_lambda(
             cfg.schedule,
@@ -84,28 +89,64 @@ class Chain(LoopMethod):
             lam0=cfg.chain_lam0,
             power=cfg.chain_power,
         )
-        return fit(dims, x, y, xv, yv, gen, lam_at=lam_at, **common), lam_at(0)
+        return fit(net, x, y, xv, yv, gen, lam_at=lam_at, **common), lam_at(0)
+
+    def new_meta(self) -> MetaLambda | None:
+        cfg = self.cfg
+        return MetaLambda(cfg.meta_init, cfg.meta_inner_lr, cfg.meta_lr) if cfg.schedule == "meta" else None
+
+    def val_count(self, rnd: int) -> int:
+        """Validation labels round ``rnd`` sees: ColdStartAL's --accumulate_val adds ⌊val_size/(rounds+1)⌋
+        per round (active_sampler_ft.py's valid_budget_size), else the whole split."""
+        cfg = self.cfg
+        if not cfg.accumulate_val:
+            return cfg.val_size
+        return max(1, (rnd + 1) * (cfg.val_size // (cfg.rounds + 1)))
 
     def run(self, ctx: RunContext, fabric: Fabric) -> dict[str, float]:
         cfg, dev = self.cfg, fabric.device
+        from data.hub import check_hub_sources
+
+        # Each sweep job checks its own hub names (a swept data= is not on the command line, which the CLI
+        # checks): an unreachable one fails here in seconds, not after the loaders' retries.
+        check_hub_sources(ctx.cfg)
         train, test = load_image_splits(ctx.cfg.data or ImageDataConfig(), seed=ctx.seed)
-        feats, test_feats = (f.to(dev) for f in extract(cfg.features, train.images, test.images))
-        labels, test_labels = train.labels.to(dev), test.labels.to(dev)
-        k = train.num_classes
-        dims = [feats.shape[1], *(cfg.hidden_dims if cfg.model == "mlp" else []), k]
         needed = cfg.val_size + cfg.n_initial + cfg.rounds * cfg.query_size
-        if needed > len(labels):
+        if needed > len(train.labels):  # before any feature is computed
             raise ValueError(
                 f"method.val_size + n_initial + rounds × query_size = {needed} labels, but the training "
-                f"set has {len(labels)}: lower them or use a larger dataset (data=mnist5k, cifar10)"
+                f"set has {len(train.labels)}: lower them or use a larger dataset (data=mnist5k, cifar10)"
             )
+        enc, k = cfg.encoder, train.num_classes
+        net: Net
+        if cfg.model == "finetune":  # the deep setting: the learner sees the images, the backbone is trained
+            from data.features import channel_stats
+            from data.vision.encoders import pretrained_encoder
+            from methods.chain.finetune import FinetuneNet
+
+            encoder = pretrained_encoder(enc.name, *channel_stats(train.images)).to(dev)
+            feats, test_feats = train.images.to(dev), test.images.to(dev)
+            net = FinetuneNet(encoder, encoder.out_dim, k)
+        else:
+            feats, test_feats = (
+                f.to(dev)
+                for f in extract(
+                    enc.source,
+                    train.images,
+                    test.images,
+                    name=enc.name,
+                    batch_size=enc.batch_size,
+                    device=dev,
+                )
+            )
+            net = FeatureNet([feats.shape[1], *(cfg.hidden_dims if cfg.model == "mlp" else []), k])
+        labels, test_labels = train.labels.to(dev), test.labels.to(dev)
 
         # Validation split and initial labels: random, from the run seed.
         order = np.random.default_rng(ctx.seed).permutation(len(labels))
         val_idx = order[: cfg.val_size]
         labelled = order[cfg.val_size : cfg.val_size + cfg.n_initial].tolist()
-        xv, yv = feats[val_idx], labels[val_idx]
-        meta = MetaLambda(cfg.meta_init, cfg.meta_inner_lr, cfg.meta_lr) if cfg.schedule == "meta" else None
+        meta = self.new_meta()
         start, history = 0, {"n_labelled": [], "accuracy": []}
 
         state = ctx.checkpoint.load()
@@ -123,9 +164,14 @@ class Chain(LoopMethod):
         ) as bar:
             for rnd in range(start, cfg.rounds + 1):
                 gen = self._round_gen(ctx.seed, rnd)
+                if cfg.meta_reset:
+                    meta = self.new_meta()  # ColdStartAL: a fresh λ (and its Adam) every round
+                val_now = torch.as_tensor(val_idx[: self.val_count(rnd)], device=dev)
+                xv, yv = feats[val_now], labels[val_now]
                 idx = torch.as_tensor(labelled, device=dev)
-                result, lam = self.train_round(dims, feats[idx], labels[idx], xv, yv, gen, meta)
-                metrics = evaluate(result.params, test_feats, test_labels, cfg.ece_bins)
+                result, lam = self.train_round(net, feats[idx], labels[idx], xv, yv, gen, meta)
+                net.restore(result.extra)  # the kept parameters' batch-norm statistics (fine-tuning)
+                metrics = evaluate(result.params, test_feats, test_labels, cfg.ece_bins, net=net)
                 history["n_labelled"].append(len(labelled))
                 history["accuracy"].append(metrics["accuracy"])
                 ctx.log(
@@ -135,6 +181,8 @@ class Chain(LoopMethod):
                         "lambda": lam,
                         "lambda_kept": result.lam_kept,  # λ of the update that gave the kept parameters
                         "val_ce": result.val_ce,
+                        "val_acc": result.val_acc,
+                        "n_val": len(yv),
                     },
                     rnd,
                     True,
@@ -144,10 +192,10 @@ class Chain(LoopMethod):
                     used = in_use.copy()
                     used[labelled] = True
                     pool = np.flatnonzero(~used)
-                    with torch.no_grad():
-                        pool_x = feats[torch.as_tensor(pool, device=dev)]
-                        probs = torch.softmax(forward(result.params, pool_x), -1)
-                        pool_emb, lab_emb = embed(result.params, pool_x), embed(result.params, feats[idx])
+                    pool_x = feats[torch.as_tensor(pool, device=dev)]
+                    probs = torch.softmax(predict(net, result.params, pool_x), -1)
+                    pool_emb = predict(net, result.params, pool_x, embed=True)
+                    lab_emb = predict(net, result.params, feats[idx], embed=True)
                     picked = select(
                         cfg.strategy, cfg.query_size, probs, pool_emb, lab_emb, gen, ctx.seed + rnd
                     )

@@ -25,6 +25,12 @@ def margin(probs: torch.Tensor, k: int) -> np.ndarray:
     return _top(-(top2[:, 0] - top2[:, 1]), k)
 
 
+def largest_margin(probs: torch.Tensor, k: int) -> np.ndarray:
+    """ColdStartAL's largest_margin (strategies.py): the smallest gap between the most and the least
+    probable class, p_max − p_min."""
+    return _top(-(probs.max(dim=-1).values - probs.min(dim=-1).values), k)
+
+
 def least_confidence(probs: torch.Tensor, k: int) -> np.ndarray:
     return _top(-probs.max(dim=-1).values, k)
 
@@ -133,6 +139,8 @@ def select(
         return entropy(probs, k)
     if strategy == "margin":
         return margin(probs, k)
+    if strategy == "largest_margin":
+        return largest_margin(probs, k)
     if strategy == "least_confidence":
         return least_confidence(probs, k)
     if strategy == "coreset":
