@@ -8,8 +8,8 @@ import torch
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 from data.dmc import DMCEnv, split_task
-from methods.erc.networks import TanhGaussianActor, TwinCritic
-from methods.erc.replay import ReplayBuffer
+from runners.off_policy.networks import TanhGaussianActor, TwinCritic
+from runners.off_policy.replay import ReplayBuffer
 
 
 def test_twin_critic_members_are_two_independent_mlps() -> None:

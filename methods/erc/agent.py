@@ -16,8 +16,8 @@ from lightning.fabric import Fabric
 from torch import Tensor, nn
 
 from methods.erc.config import ERCConfig
-from methods.erc.networks import TanhGaussianActor, TwinCritic
 from methods.erc.regularizer import eigensubspace_penalty
+from runners.off_policy.networks import TanhGaussianActor, TwinCritic
 
 
 class Temperature(nn.Module):

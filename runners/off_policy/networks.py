@@ -1,4 +1,5 @@
-"""SAC networks: a tanh-Gaussian actor and twin critics evaluated as one batched ensemble.
+"""Off-policy actor-critic networks: twin critics evaluated as one batched ensemble, a tanh-Gaussian actor
+(SAC, ERC) and a deterministic tanh actor (TD3).
 
 The twin critics share no weights but run as a single ``baddbmm`` per layer (shape [2, batch, width]),
 which halves the kernel launches of two separate MLPs. Initialisation follows pytorch_sac: orthogonal
@@ -85,3 +86,14 @@ class TanhGaussianActor(nn.Module):
 
     def mean_action(self, obs: Tensor) -> Tensor:
         return torch.tanh(self(obs)[0])
+
+
+class DeterministicActor(nn.Module):
+    """μ(s) = tanh(MLP(s)): TD3's policy (Fujimoto et al. 2018), initialised as the critics are."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dims: list[int]) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden_dims, act_dim)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return torch.tanh(self.net(obs))
