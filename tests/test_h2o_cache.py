@@ -161,25 +161,31 @@ def test_budgets_from_ratio_or_count() -> None:
         H2OConfig(policy="lru")
 
 
-def test_continuation_scoring_with_full_cache_equals_one_forward() -> None:
-    """The lm-eval path: prefill the context, then score the continuation through the cache."""
-    from methods.h2o.lm_eval_tasks import continuation_logprobs
+def test_request_scoring_equals_one_forward_and_streaming_through_the_cache() -> None:
+    """The lm-eval path: Σ log p(continuation) from one pass over context + continuation; with the full
+    cache it is the plain forward's, under a budget it is the sum that token-by-token streaming through
+    the evicting cache gives (every query, the first continuation token's included, under the budget)."""
+    from methods.h2o.lm_eval_tasks import score_request
+    from methods.h2o.query_mask import Eviction, register_query_mask_attention
 
-    class Chars:  # a toy tokenizer: one token per character, ids 1..96
-        def __call__(self, text: str, return_tensors: str = "pt", add_special_tokens: bool = True):
-            ids = [min(ord(c) - 31, 96) for c in text]
-            return type("Encoded", (), {"input_ids": torch.tensor([ids])})()
-
-    model = tiny_llama(register_observed_attention())
-    context, continuation = "The cat sat on the", " mat today"
-    ((full, _),) = continuation_logprobs(model, Chars(), [(context, continuation)], lambda n: DynamicCache())
-    ids = Chars()(context + continuation).input_ids
+    model = tiny_llama(register_query_mask_attention())
+    ids = torch.randint(0, 96, (1, 20), generator=torch.Generator().manual_seed(4))
+    context, continuation = ids[0, :15].tolist(), ids[0, 15:].tolist()
     with torch.no_grad():
         logp = torch.log_softmax(model(ids).logits[0, :-1], dim=-1)
-    n_ctx = len(context)
-    expected = logp[n_ctx - 1 :].gather(-1, ids[0, n_ctx:, None]).sum().item()
+    expected = logp[14:].gather(-1, ids[0, 15:, None]).sum().item()
+    full, _ = score_request(model, context, continuation, None, limit=2048)
     assert full == pytest.approx(expected, abs=1e-4)
-    ((evicted, _),) = continuation_logprobs(
-        model, Chars(), [(context, continuation)], lambda n: EvictingCache(2, make_policy("h2o", 2), budget=4)
-    )
-    assert evicted != pytest.approx(full, abs=1e-4)  # a 4-entry cache really changes the score
+
+    evicted, _ = score_request(model, context, continuation, Eviction(make_policy("h2o", 2), 4), limit=2048)
+    cache = EvictingCache(2, make_policy("h2o", 2), budget=4)
+    with torch.no_grad(), observing(cache.observe):
+        logits = torch.cat([model(ids[:, t : t + 1], past_key_values=cache).logits[0] for t in range(19)])
+    streamed = torch.log_softmax(logits, dim=-1)[14:].gather(-1, ids[0, 15:, None]).sum().item()
+    assert evicted == pytest.approx(streamed, abs=1e-4)
+    assert evicted != pytest.approx(full, abs=1e-3)  # a 4-entry cache really changes the score
+    # lm-eval's left truncation: only the last `limit` + 1 tokens count.
+    short, _ = score_request(model, context, continuation, None, limit=8)
+    with torch.no_grad():
+        tail = torch.log_softmax(model(ids[:, 11:19]).logits[0], dim=-1)
+    assert short == pytest.approx(tail[3:].gather(-1, ids[0, 15:, None]).sum().item(), abs=1e-4)

@@ -61,3 +61,48 @@ def test_h2o_smoke_run_on_smollm2(cli, tmp_path: Path) -> None:
     # a position and a score
     assert metrics["kv_fraction"] == pytest.approx(41 * (512 + 12) / (199 * 512), rel=1e-6)
     assert metrics["kv_entries"] == 40
+
+
+@pytest.mark.parametrize("evaluation", ["perplexity", "generate", "lm_eval"])
+def test_every_policy_runs_on_the_same_attention_path(evaluation: str) -> None:
+    """The speed columns compare policies, not kernels: the full cache is not on SDPA while the others
+    are on eager attention."""
+    from methods.h2o.config import POLICIES, H2OConfig
+    from methods.h2o.method import attention_for
+
+    paths = {attention_for(H2OConfig(policy=p, evaluation=evaluation)) for p in POLICIES}
+    assert len(paths) == 1 and "sdpa" not in paths
+
+
+def test_lm_eval_task_names_offline_are_refused_before_weights(monkeypatch) -> None:
+    from methods.h2o.method import check_tasks_available
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(ValueError, match=r"\['copa', 'rte'\] are lm-eval tasks.*unreachable.*task YAML"):
+        check_tasks_available(["copa", "rte"])
+    check_tasks_available([])  # local task YAMLs only: nothing to reach
+
+
+def test_local_task_yaml_is_indexed_and_a_bad_one_named(tmp_path: Path) -> None:
+    from methods.h2o.lm_eval_tasks import load_tasks
+
+    (tmp_path / "mine.yaml").write_text("task: my_rte\ndataset_path: json\ndoc_to_text: !function u.f\n")
+    names, manager = load_tasks([str(tmp_path / "mine.yaml")])
+    assert names == ["my_rte"] and "my_rte" in manager.all_tasks
+    (tmp_path / "bad.yaml").write_text("- not a task\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*no `task:` name"):
+        load_tasks([str(tmp_path / "bad.yaml")])
+    with pytest.raises(ValueError, match=r"missing\.yaml.*is not a task YAML file"):
+        load_tasks([str(tmp_path / "missing.yaml")])
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("method.num_fewshot=-1", r"method\.num_fewshot=-1 must be >= 0"),
+        ("method.limit=0", r"method\.limit >= 1"),
+    ],
+)
+def test_bad_lm_eval_input_is_refused_at_compose_time(override: str, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        validate_overrides(["method=h2o", "method.evaluation=lm_eval", override])

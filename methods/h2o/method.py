@@ -18,6 +18,7 @@ from data.llm.loader import load_causal_lm, load_config
 from data.llm.text import load_text
 from methods.h2o.config import H2OConfig
 from methods.h2o.evaluate import full_cache, generate, streaming_nll
+from methods.h2o.query_mask import Eviction, OfficialMask, register_query_mask_attention
 from runners.context import RunContext
 from runners.contract import LoopMethod
 
@@ -35,6 +36,29 @@ def check_attention_scores_available(model_cfg: CausalLMConfig) -> None:
         raise ValueError(
             f"model.name={model_cfg.name!r} ({name}) does not expose attention scores through transformers' "
             "attention interface, which H2O needs; use a Llama-family, OPT or GPT-NeoX model"
+        )
+
+
+def attention_for(cfg: H2OConfig) -> str:
+    """The attention path, the same for every policy so that speed columns compare policies, not kernels
+    (the full cache on SDPA against the others on eager attention would not): eager attention that shows
+    its weights to the cache, or, for lm_eval, that masks each query to what the budget keeps."""
+    if cfg.evaluation == "lm_eval":
+        return register_query_mask_attention()
+    return register_observed_attention()
+
+
+def check_tasks_available(tasks: list[str]) -> None:
+    """lm-eval task names load their datasets from the hub: refuse at once, before any weights load, when
+    it cannot be reached (local task YAML files need nothing)."""
+    from data.hub import hub_unreachable
+
+    named = [t for t in tasks if not t.endswith((".yaml", ".yml")) and not Path(t).expanduser().exists()]
+    why = hub_unreachable("dataset") if named else None
+    if why is not None:
+        raise ValueError(
+            f"method.tasks={named} are lm-eval tasks whose datasets come from the Hugging Face hub, which is "
+            f"unreachable ({why}); give local task YAML files instead (method.tasks=[path/to/task.yaml])"
         )
 
 
@@ -61,12 +85,28 @@ class H2O(LoopMethod):
     def __init__(self, **cfg: Any) -> None:
         self.cfg = H2OConfig(**cfg)
 
-    def make_cache(self, num_layers: int, reference_length: int) -> Any:
+    def eviction(self, reference_length: int) -> Eviction | None:
+        """The policy and entries kept for a sequence of ``reference_length`` tokens (None: full cache)."""
         cfg = self.cfg
         if cfg.policy == "full":
-            return full_cache()
+            return None
         total, recent = cfg.budgets(reference_length)
-        return EvictingCache(num_layers, make_policy(cfg.policy, recent, cfg.sinks, cfg.seed), budget=total)
+        return Eviction(make_policy(cfg.policy, recent, cfg.sinks, cfg.seed), total)
+
+    def query_mask(self, request_length: int) -> Eviction | OfficialMask | None:
+        """What each query of an lm-eval request may see: the paper's replayed cache, or with
+        ``method.mask=official`` the official code's counts, int(ratio × length) as its attention does."""
+        cfg = self.cfg
+        if cfg.mask == "paper" or cfg.policy == "full":
+            return self.eviction(request_length)
+        heavy = cfg.budget * cfg.heavy_fraction if cfg.policy == "h2o" else 0.0
+        return OfficialMask(int(heavy * request_length), int((cfg.budget - heavy) * request_length))
+
+    def make_cache(self, num_layers: int, reference_length: int) -> Any:
+        eviction = self.eviction(reference_length)
+        if eviction is None:
+            return full_cache()
+        return EvictingCache(num_layers, eviction.policy, budget=eviction.budget)
 
     def run(self, ctx: RunContext, fabric: Fabric) -> dict[str, float]:
         cfg = self.cfg
@@ -77,8 +117,9 @@ class H2O(LoopMethod):
             )
         check_attention_scores_available(model_cfg)
         text = read_text(cfg.text) if cfg.evaluation == "perplexity" else ""  # fails before the weights
-        attention = None if cfg.policy == "full" else register_observed_attention()
-        lm = load_causal_lm(model_cfg, attn_implementation=attention)
+        if cfg.evaluation == "lm_eval":
+            check_tasks_available(cfg.tasks)
+        lm = load_causal_lm(model_cfg, attn_implementation=attention_for(cfg))
         model = lm.model if model_cfg.device_map else lm.model.to(fabric.device)
         if cfg.evaluation == "perplexity":
             return self.perplexity(ctx, model, lm.tokenizer, text)
