@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from data.instructions.alpaca_eval import load_alpaca_eval, model_outputs, win_rate
 from data.instructions.generated import composition, exact_match, generate, generate_eval
 from data.instructions.records import InstructionRecord, load_records, save_records
 from data.instructions.template import question_text
@@ -65,8 +66,19 @@ class SelectionPipeline(PipelineMethod):
 
     # ------------------------------------------------------------------ helpers
 
+    @staticmethod
+    def on_device(model: Any, ctx: RunContext) -> Any:
+        """``model`` on the runner's device (the device contract, runners.context), unless accelerate
+        spread it over several devices (``model.device_map=auto`` on more GPUs than one): that placement
+        stays."""
+        placement = getattr(model, "hf_device_map", None) or {}
+        if len({str(d) for d in placement.values()}) > 1:
+            return model
+        return model.to(ctx.device)
+
     def base_model(self, ctx: RunContext) -> Any:
-        return load_causal_lm(OmegaConf.to_object(ctx.cfg.model))
+        lm = load_causal_lm(OmegaConf.to_object(ctx.cfg.model))
+        return dataclasses.replace(lm, model=self.on_device(lm.model, ctx))
 
     def trainable_model(self, ctx: RunContext) -> Any:
         """The base model to fine-tune. A full fine-tune loads fp32 weights (its fp32 masters: a hub
@@ -76,7 +88,8 @@ class SelectionPipeline(PipelineMethod):
         model_cfg = OmegaConf.to_object(ctx.cfg.model)
         if self.cfg.tuning.mode == "full":
             model_cfg = dataclasses.replace(model_cfg, dtype="float32")
-        return load_causal_lm(model_cfg)
+        lm = load_causal_lm(model_cfg)
+        return dataclasses.replace(lm, model=self.on_device(lm.model, ctx))
 
     def save_tuned(self, ctx: RunContext, model: Any, tokenizer: Any, name: str) -> None:
         """Save a tuned model (or its LoRA adapter) as stage ``name``'s artefact. Full weights are saved in
@@ -103,7 +116,7 @@ class SelectionPipeline(PipelineMethod):
         if self.cfg.tuning.mode == "lora":
             from peft import PeftModel
 
-            lm = self.base_model(ctx)
+            lm = self.base_model(ctx)  # on ctx.device: the adapter's weights load beside it
             return PeftModel.from_pretrained(lm.model, str(path)).eval(), lm.tokenizer
         model_cfg = OmegaConf.to_object(ctx.cfg.model)
         if not (path / "tokenizer_config.json").exists():  # saved before save_tuned kept the tokenizer
@@ -118,7 +131,7 @@ class SelectionPipeline(PipelineMethod):
             model_cfg, name=str(path), source="hub", package=None, gguf_file=None, revision=None
         )
         lm = load_causal_lm(local)
-        return lm.model.eval(), lm.tokenizer
+        return self.on_device(lm.model, ctx).eval(), lm.tokenizer
 
     @staticmethod
     def random_ids(train: list[InstructionRecord], n: int, seed: int) -> list[str]:
@@ -141,6 +154,7 @@ class SelectionPipeline(PipelineMethod):
                 "so there is nothing to select or tune on. Point method.data at a .json/.jsonl file "
                 "with at least one record, or use method.data=generated."
             )
+        self.check_benchmarks()
         save_records(ctx.out_dir / "train.jsonl", train)
         save_records(ctx.out_dir / "eval.jsonl", held_out)
         summary = {
@@ -151,6 +165,23 @@ class SelectionPipeline(PipelineMethod):
         for name in cfg.test_sets:
             summary[f"n_test_{name}"] = sum(r.family == name for r in held_out)
         return summary
+
+    def check_benchmarks(self) -> None:
+        """The paper-scale benchmarks' sources and task names, checked in the data stage rather than after
+        the tuning (a ConfigError: run.py prints the message, which names the key, without a traceback)."""
+        cfg = self.cfg
+        if cfg.alpaca_eval.source:
+            try:
+                load_alpaca_eval(cfg.alpaca_eval.source, cfg.alpaca_eval.limit)
+            except (ValueError, OSError) as ex:
+                raise ConfigError(f"method.alpaca_eval.source={cfg.alpaca_eval.source}: {ex}") from None
+        if cfg.leaderboard.tasks:
+            from data.instructions.leaderboard import check_tasks
+
+            try:
+                check_tasks(cfg.leaderboard)
+            except (ValueError, OSError) as ex:
+                raise ConfigError(str(ex)) from None
 
     def stage_select(self, ctx: RunContext) -> dict[str, Any]:
         train = self.records(ctx, "train")
@@ -220,6 +251,54 @@ class SelectionPipeline(PipelineMethod):
             summary["exact_match"] = sum(checked) / len(checked)  # a fraction, as every share
         return summary
 
+    def stage_leaderboard(self, ctx: RunContext) -> dict[str, Any]:
+        """The Open LLM Leaderboard tasks (data.instructions.leaderboard) on the tuned model, through
+        lm-eval's harness: ``leaderboard_<task>`` and ``leaderboard_average``, fractions."""
+        from data.instructions.leaderboard import evaluate_leaderboard
+
+        model, tokenizer = self.adapter(ctx, "tuned")
+        return evaluate_leaderboard(model, tokenizer, self.cfg.leaderboard)
+
+    def stage_alpaca_eval(self, ctx: RunContext) -> dict[str, Any]:
+        """The tuned model's greedy answers to AlpacaEval's instructions (data.instructions.alpaca_eval),
+        saved in AlpacaEval's model_outputs format beside the set's reference items."""
+        cfg = self.cfg
+        items = load_alpaca_eval(cfg.alpaca_eval.source, cfg.alpaca_eval.limit)
+        records = [InstructionRecord(f"alpaca_eval/{i}", item["instruction"]) for i, item in enumerate(items)]
+        model, tokenizer = self.adapter(ctx, "tuned")
+        answers = generate_answers(model, tokenizer, records, cfg.max_new_tokens, template=cfg.template)
+        write_json_atomic(ctx.out_dir / "alpaca_eval_reference.json", items)
+        outputs = model_outputs(items, answers, f"{cfg.name}_{cfg.arm}")
+        write_json_atomic(ctx.out_dir / "alpaca_eval_outputs.json", outputs)
+        return {"alpaca_eval_answered": len(outputs)}
+
+    def stage_alpaca_eval_judge(self, ctx: RunContext) -> dict[str, Any]:
+        """Each AlpacaEval answer against the set's reference answer, by ``method.judge`` in both orders
+        (replies cached on disk: a re-run asks nothing twice); the win rate counts ties half."""
+        from data.cache import cache_dir
+        from data.llm.client import make_client
+        from data.llm.judge import judge_pairs, save_verdicts
+
+        cfg = self.cfg
+        items = json.loads((ctx.out_dir / "alpaca_eval_reference.json").read_text())
+        outputs = json.loads((ctx.out_dir / "alpaca_eval_outputs.json").read_text())
+        client = make_client(cfg.judge, cache_dir() / "llm_responses.sqlite")
+        verdicts = judge_pairs(
+            client,
+            [item["instruction"] for item in items],
+            [row["output"] for row in outputs],
+            [item["output"] for item in items],
+            max_tokens=cfg.judge.max_tokens,
+        )
+        save_verdicts(ctx.out_dir / "alpaca_eval_verdicts.jsonl", verdicts)
+        return win_rate(verdicts)
+
+    def evaluation_stages(self) -> list[str]:
+        """The paper-scale benchmarks after the held-out evaluation, when configured: the leaderboard
+        tasks (``method.leaderboard.tasks``), AlpacaEval (``method.alpaca_eval.source``)."""
+        names = ["leaderboard"] if self.cfg.leaderboard.tasks else []
+        return names + (["alpaca_eval", "alpaca_eval_judge"] if self.cfg.alpaca_eval.source else [])
+
     def stage_reads(self) -> dict[str, tuple[str, ...]]:
         """The config keys each stage's result depends on (runners.contract.Stage.reads): a stage is
         reused on resume only if these are unchanged. Subclasses add their scoring stages and extend
@@ -243,10 +322,20 @@ class SelectionPipeline(PipelineMethod):
                 "method.max_new_tokens",
                 "method.template",
             ),
+            "leaderboard": ("model", "hardware", "method.tuning.mode", "method.leaderboard"),
+            "alpaca_eval": (
+                "model",
+                "hardware",
+                "method.tuning.mode",
+                "method.max_new_tokens",
+                "method.template",
+                "method.alpaca_eval",
+            ),
+            "alpaca_eval_judge": ("method.judge",),
         }
 
     def stages(self, ctx: RunContext) -> list[Stage]:
-        names = ["data", *self.scoring_stages(), "select", "tune", "evaluate"]
+        names = ["data", *self.scoring_stages(), "select", "tune", "evaluate", *self.evaluation_stages()]
         reads = self.stage_reads()
         # A stage without declared reads gets None: its identity is the whole config (the safe default).
         return [Stage(name, getattr(self, f"stage_{name}"), reads.get(name)) for name in names]

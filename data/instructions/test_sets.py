@@ -43,7 +43,8 @@ class TestSetError(ValueError):
     """A test set that cannot be read or is not in its official schema (the message names the file)."""
 
 
-def _read_text(source: str) -> str:
+def read_text(source: str) -> str:
+    """A local file's or a URL's text (TestSetError naming the source when it cannot be had)."""
     if source.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(source, timeout=60) as response:
@@ -82,7 +83,7 @@ def load_test_set(name: str, source: str | None = None, limit: int | None = None
         raise TestSetError(f"test set {name!r} is not known; choose from {', '.join(SCHEMAS)}")
     source = source or OFFICIAL_URLS[name]
     records = []
-    for line, text in enumerate(_read_text(source).splitlines(), start=1):
+    for line, text in enumerate(read_text(source).splitlines(), start=1):
         if not text.strip():
             continue
         try:

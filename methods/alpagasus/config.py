@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 
 from data.config import InstructionSelectionConfig, LLMClientConfig
+from data.instructions.alpaca_eval import AlpacaEvalConfig
+from data.instructions.leaderboard import LeaderboardConfig
 from runners.schemas import check_choice
 
 # filtered: the grader's kept records. random: a random subset of the same size. full: everything.
@@ -35,6 +37,10 @@ class AlpaGasusConfig(InstructionSelectionConfig):
     oracle_noise: float = 0.1
     # Where grader replies are cached (None: <REPROLAB_CACHE>/llm_responses.sqlite, shared by runs).
     response_cache: str | None = None
+    # The benchmarks IFD's paper budget turns on (off by default, and here: the AlpaGasus paper's own
+    # benchmark numbers are NOT FOUND): the Open LLM Leaderboard tasks through lm-eval, AlpacaEval's win rate.
+    leaderboard: LeaderboardConfig = field(default_factory=LeaderboardConfig)
+    alpaca_eval: AlpacaEvalConfig = field(default_factory=AlpacaEvalConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()

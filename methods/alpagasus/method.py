@@ -12,6 +12,8 @@ from dataclasses import asdict
 from typing import Any
 
 from data.config import LLMClientConfig, TuningConfig
+from data.instructions.alpaca_eval import AlpacaEvalConfig
+from data.instructions.leaderboard import LeaderboardConfig
 from data.instructions.records import InstructionRecord
 from data.instructions.selection import NothingSelected, SelectionPipeline, read_jsonl, write_jsonl
 from data.llm.loader import cache_dir
@@ -25,7 +27,11 @@ class AlpaGasus(SelectionPipeline):
         tuning = TuningConfig(**cfg.pop("tuning", {}))
         grader = LLMClientConfig(**cfg.pop("grader", {}))
         judge = LLMClientConfig(**cfg.pop("judge", {}))
-        self.cfg = AlpaGasusConfig(**cfg, tuning=tuning, grader=grader, judge=judge)
+        benchmarks = {
+            "leaderboard": LeaderboardConfig(**cfg.pop("leaderboard", {})),
+            "alpaca_eval": AlpacaEvalConfig(**cfg.pop("alpaca_eval", {})),
+        }
+        self.cfg = AlpaGasusConfig(**cfg, tuning=tuning, grader=grader, judge=judge, **benchmarks)
 
     def scoring_stages(self) -> list[str]:
         needs_grades = self.cfg.arm != "full" and not (self.cfg.arm == "random" and self.cfg.keep_share)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
 from data.config import InstructionSelectionConfig
+from data.instructions.alpaca_eval import AlpacaEvalConfig
+from data.instructions.leaderboard import LeaderboardConfig
 from runners.schemas import check_choice
 
 ARMS = ("ifd_top", "random", "ifd_bottom", "full")
@@ -19,10 +21,13 @@ class IFDConfig(InstructionSelectionConfig):
 
     _target_: str = "methods.ifd.method.IFD"
     name: str = "ifd"
-    # Pre-experienced model: k-means over prompt embeddings, the [P25, P75] perplexity band of each
-    # cluster, `per_cluster` evenly spaced instructions, a short fine-tune.
+    # Pre-experienced model (methods.ifd.pre_experience, the official data_by_cluster.py): k-means over
+    # prompt embeddings, the [P_band_low, P_band_high] perplexity band of each cluster (the official
+    # script's --low_th 25 --up_th 75), `per_cluster` strided instructions, a short fine-tune.
     clusters: int = 100
     per_cluster: int = 10
+    band_low: float = 25.0
+    band_high: float = 75.0
     pre_epochs: int = 1
     # Scoring and selection: drop IFD > margin, keep the top `rate` by IFD (or the bottom / random /
     # everything: the comparison arms).
@@ -32,6 +37,10 @@ class IFDConfig(InstructionSelectionConfig):
     arm: str = "ifd_top"
     max_length: int = 512
     score_batch_size: int = 8  # measured fastest on CPU (bench/ifd_scoring.py): 8 > 16 > 32
+    # Paper-scale benchmarks of the tuned model (off by default; conf/budget/<method>/paper.yaml sets them):
+    # the Open LLM Leaderboard tasks through lm-eval, AlpacaEval's win rate against its reference answers.
+    leaderboard: LeaderboardConfig = field(default_factory=LeaderboardConfig)
+    alpaca_eval: AlpacaEvalConfig = field(default_factory=AlpacaEvalConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -41,6 +50,11 @@ class IFDConfig(InstructionSelectionConfig):
             raise ValueError(f"method.rate={self.rate} must be in (0, 1]")
         if min(self.clusters, self.per_cluster) < 1:
             raise ValueError("method.clusters and method.per_cluster must be >= 1")
+        if not 0 <= self.band_low <= self.band_high <= 100:
+            raise ValueError(
+                f"method.band_low={self.band_low} and method.band_high={self.band_high} are percentiles: "
+                "0 <= band_low <= band_high <= 100"
+            )
 
 
 def register(cs: ConfigStore) -> None:

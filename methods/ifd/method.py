@@ -12,6 +12,8 @@ from dataclasses import asdict
 from typing import Any
 
 from data.config import LLMClientConfig, TuningConfig
+from data.instructions.alpaca_eval import AlpacaEvalConfig
+from data.instructions.leaderboard import LeaderboardConfig
 from data.instructions.records import InstructionRecord
 from data.instructions.selection import SelectionPipeline, read_jsonl, write_jsonl
 from data.instructions.tuning import tune
@@ -33,7 +35,11 @@ class IFD(SelectionPipeline):
     def __init__(self, **cfg: Any) -> None:
         tuning = TuningConfig(**cfg.pop("tuning", {}))
         judge = LLMClientConfig(**cfg.pop("judge", {}))
-        self.cfg = IFDConfig(**cfg, tuning=tuning, judge=judge)
+        benchmarks = {
+            "leaderboard": LeaderboardConfig(**cfg.pop("leaderboard", {})),
+            "alpaca_eval": AlpacaEvalConfig(**cfg.pop("alpaca_eval", {})),
+        }
+        self.cfg = IFDConfig(**cfg, tuning=tuning, judge=judge, **benchmarks)
 
     def scoring_stages(self) -> list[str]:
         # random scores too: its size is the top arm's (the records IFD keeps × rate)
@@ -41,7 +47,8 @@ class IFD(SelectionPipeline):
 
     def stage_reads(self) -> dict[str, tuple[str, ...]]:
         reads = super().stage_reads()
-        pre = ("method.clusters", "method.per_cluster", "method.pre_epochs", "method.score_batch_size")
+        pre = ("method.clusters", "method.per_cluster", "method.band_low", "method.band_high")
+        pre += ("method.pre_epochs", "method.score_batch_size", "method.max_length")
         reads["pre_experience"] = ("seed", "model", "hardware", "method.tuning", "method.template", *pre)
         reads["score"] = (
             "model",
@@ -54,14 +61,15 @@ class IFD(SelectionPipeline):
         return reads
 
     def stage_pre_experience(self, ctx: RunContext) -> dict[str, Any]:
-        cfg, lm = self.cfg, self.trainable_model(ctx)
+        cfg, lm = self.cfg, self.trainable_model(ctx)  # on ctx.device
         train = self.records(ctx, "train")
-        embeddings = prompt_embeddings(lm.model, lm.tokenizer, train, cfg.score_batch_size, cfg.template)
-        perplexities = prompt_perplexities(lm.model, lm.tokenizer, train, cfg.score_batch_size, cfg.template)
-        picked = [
-            train[i]
-            for i in pick_pre_experience(embeddings, perplexities, cfg.clusters, cfg.per_cluster, ctx.seed)
-        ]
+        args = (lm.model, lm.tokenizer, train, cfg.score_batch_size, cfg.template, cfg.max_length)
+        embeddings, perplexities = prompt_embeddings(*args), prompt_perplexities(*args)
+        # in the official order: cluster by cluster, dataset order within each
+        order = pick_pre_experience(
+            embeddings, perplexities, cfg.clusters, cfg.per_cluster, ctx.seed, cfg.band_low, cfg.band_high
+        )
+        picked = [train[i] for i in order]
         pre_cfg = TuningConfig(**{**asdict(cfg.tuning), "epochs": cfg.pre_epochs})
         model = tune(
             lm.model,
@@ -78,7 +86,7 @@ class IFD(SelectionPipeline):
 
     def stage_score(self, ctx: RunContext) -> dict[str, Any]:
         cfg = self.cfg
-        model, tokenizer = self.adapter(ctx, "pre_experienced")
+        model, tokenizer = self.adapter(ctx, "pre_experienced")  # on ctx.device
         scores = ifd_scores(
             model, tokenizer, self.records(ctx, "train"), cfg.max_length, cfg.score_batch_size, cfg.template
         )
