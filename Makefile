@@ -102,6 +102,7 @@ format: install-dev
 bench: install-dev
 	OMP_NUM_THREADS=1 $(PYTHON) bench/startup.py
 	OMP_NUM_THREADS=1 $(PYTHON) bench/erc_speed.py --threads 1
+	OMP_NUM_THREADS=1 $(PYTHON) bench/erc_checkpoint.py --threads 1
 	OMP_NUM_THREADS=1 $(PYTHON) bench/h2o_speed.py --threads 1
 	OMP_NUM_THREADS=1 $(PYTHON) bench/ifd_scoring.py --threads 1
 	OMP_NUM_THREADS=1 $(PYTHON) bench/sbcl_epoch.py --threads 1
@@ -118,12 +119,14 @@ table-erc: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=erc_dmc scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
 	$(PYTHON) -m runners.report multirun/erc_dmc/$(SCALE) --experiment conf/experiment/erc_dmc.yaml
 
-## table-h2o: perplexity vs KV budget for full / h2o / local / streaming / random on SmolLM2 (offline).
+## table-h2o: perplexity vs KV budget for full / h2o / local / streaming / random on SmolLM2 (offline);
+##   and with SCALE=paper the paper's 5-shot lm-eval accuracy vs budget, full / local / h2o, five models (GPU, hub).
 table-h2o: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=h2o_budget scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
 	$(PYTHON) -m runners.report multirun/h2o_budget/$(SCALE) --experiment conf/experiment/h2o_budget.yaml
 
-## table-ifd: exact match of tuning on top-k% by IFD / random / bottom / full (generated data, offline).
+## table-ifd: exact match of tuning on top-k% by IFD / random / bottom / full (generated data, offline);
+## SCALE=paper: LLaMA-7B on Alpaca, the GPT-4 judge per test set, the Open LLM Leaderboard (lm-eval), AlpacaEval.
 table-ifd: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=ifd_selection scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
 	-OMP_NUM_THREADS=1 $(PYTHON) -m data.instructions.judge_runs multirun/ifd_selection/$(SCALE) --reference full $(JUDGE_ARGS)
@@ -136,18 +139,20 @@ table-alpagasus: install
 	-OMP_NUM_THREADS=1 $(PYTHON) -m data.instructions.judge_runs multirun/alpagasus_filter/$(SCALE) --reference full $(JUDGE_ARGS)
 	$(PYTHON) -m runners.report multirun/alpagasus_filter/$(SCALE) --experiment conf/experiment/alpagasus_filter.yaml
 
-## table-sbcl: SBCL vs SupCon vs CE on long-tailed digits (offline): balanced and head/medium/tail accuracy,
-## imbalance 10 and 20, 3 seeds; the paper's CIFAR-100-LT number beside ours.
+## table-sbcl: SBCL vs SupCon vs CE, accuracy and head/medium/tail: SCALE=small on long-tailed digits (offline,
+## imbalance 10 and 20, 3 seeds); SCALE=paper on CIFAR-10/100-LT at imbalance 100/50/10, ResNet-32, GPU.
 table-sbcl: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=sbcl_lt scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
 	$(PYTHON) -m runners.report multirun/sbcl_lt/$(SCALE) --experiment conf/experiment/sbcl_lt.yaml
 
 ## table-diffusion: DDPM features by U-Net block x timestep (heat-map; best cell by validation accuracy), then
 ## that cell against raw pixels / random U-Net / a supervised CNN at 5, 20 and all (0) labels per class.
+## SCALE=paper: the ADM linear probe (block 24, t = 90) on ImageNet-1k and the FGVC sets, then its table.
 table-diffusion: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=diffusion_probe scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
-	$(PYTHON) -m methods.diffusion_cls.heatmap multirun/diffusion_probe/$(SCALE)
 	$(PYTHON) -m runners.report multirun/diffusion_probe/$(SCALE) --experiment conf/experiment/diffusion_probe.yaml
+ifneq ($(SCALE),paper)
+	$(PYTHON) -m methods.diffusion_cls.heatmap multirun/diffusion_probe/$(SCALE)
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=diffusion_probe scale=$(SCALE) launcher=$(LAUNCHER) \
 	  $$($(PYTHON) -m methods.diffusion_cls.heatmap --best multirun/diffusion_probe/$(SCALE)) \
 	  method.features=raw,random_unet,unet,cnn method.shots=5,20,0 seed=0,1,2 method.val_fraction=0 \
@@ -155,8 +160,10 @@ table-diffusion: install
 	  'report.title="Diffusion features: best cell vs baselines by labels per class (0 = all)"' \
 	  'report.rows=[config.method.shots]' report.columns=config.method.features 'report.metrics=[test_acc]' $(ARGS)
 	$(PYTHON) -m runners.report multirun/diffusion_probe/$(SCALE)_baselines
+endif
 
-## table-chain: CHAIN Firth-λ schedules × query strategies (digits, offline, 5 seeds), then its table and plot.
+## table-chain: CHAIN Firth-λ schedules × query strategies (digits, offline, 5 seeds), then its table and plot;
+## SCALE=paper: CIFAR-10/100 and SVHN from the hub, a pretrained ResNet-18 (linear and fine-tuned), hardware=gpu.
 table-chain: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=chain_al scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
 	$(PYTHON) -m runners.report multirun/chain_al/$(SCALE) --experiment conf/experiment/chain_al.yaml
@@ -175,7 +182,8 @@ table-mera: install
 	$(PYTHON) -m methods.mera.table multirun/mera_fewshot/$(SCALE)
 
 ## table-instructzero: InstructZero vs Matérn-only BO / random z / APE-style at equal black-box evaluations
-## (offline: SmolLM2-135M is both LLMs, generated tasks). Best instruction per run: <run dir>/best_instruction.txt
+## (offline: SmolLM2-135M is both LLMs, generated tasks; SCALE=paper: Vicuna-13B on a GPU writes for
+## gpt-3.5-turbo, the paper's 32 official tasks, key in OPENAI_API_KEY). Best instruction: <run dir>/best_instruction.txt
 table-instructzero: install
 	-OMP_NUM_THREADS=1 $(PYTHON) run.py -m experiment=instructzero_tasks scale=$(SCALE) launcher=$(LAUNCHER) $(ARGS)
 	$(PYTHON) -m runners.report multirun/instructzero_tasks/$(SCALE) --experiment conf/experiment/instructzero_tasks.yaml

@@ -43,6 +43,32 @@ class DMCConfig:
             raise ValueError(f"env.action_repeat={self.action_repeat} must be >= 1")
 
 
+# Gymnasium's MuJoCo tasks (gymnasium[mujoco]; models ship in the wheel), as registered in gymnasium 1.x.
+GYM_MUJOCO_TASKS = (
+    *("Ant-v5", "HalfCheetah-v5", "Hopper-v5", "Humanoid-v5", "HumanoidStandup-v5"),
+    *("InvertedDoublePendulum-v5", "InvertedPendulum-v5", "Pusher-v5", "Reacher-v5", "Swimmer-v5"),
+    *("Walker2d-v5",),
+)
+
+
+@dataclass
+class GymConfig:
+    """Gymnasium MuJoCo tasks with flat state observations (data.gym_env.GymEnv, DMCEnv's interface)."""
+
+    _target_: str = "data.gym_env.GymEnv"
+    task: str = "HalfCheetah-v5"
+    action_repeat: int = 1
+
+    def __post_init__(self) -> None:
+        if self.task not in GYM_MUJOCO_TASKS:
+            raise ValueError(
+                f"env.task={self.task!r} is not a Gymnasium MuJoCo task; "
+                f"valid tasks: {', '.join(GYM_MUJOCO_TASKS)}"
+            )
+        if self.action_repeat < 1:
+            raise ValueError(f"env.action_repeat={self.action_repeat} must be >= 1")
+
+
 @dataclass
 class MLPConfig:
     """A plain multilayer perceptron backbone (the RL actor and critics, small probes)."""
@@ -172,6 +198,8 @@ class InstructionSelectionConfig:
 
 
 IMAGE_DATASETS = ("digits", "mnist5k", "mnist", "cifar10", "cifar100", "svhn")
+# Decoded lazily at data.image_size (data.vision.lazy_images): ImageNet-1k and FGVC transfer sets.
+IMAGE_DATASETS += ("imagenet1k", "aircraft", "cars", "flowers102")
 IMAGE_SOURCES = ("hub", "torchvision")
 
 
@@ -197,10 +225,19 @@ class ImageDataConfig:
     hub_config: str | None = None
     image_column: str = "img"
     label_column: str = "label"
+    # Hub splits (``load_dataset``'s split syntax, e.g. "train+validation"); ImageNet-1k's test split has no
+    # labels, so its test set is "validation".
+    train_split: str = "train"
+    test_split: str = "test"
+    # Set: images are decoded per item, resized and centre-cropped to image_size × image_size
+    # (data.vision.lazy_images: sets too large, or with images of many sizes, for memory); null: in memory.
+    image_size: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("data.name", self.name, IMAGE_DATASETS)
         check_choice("data.source", self.source, IMAGE_SOURCES)
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"data.image_size={self.image_size} must be >= 1 (or null: in memory)")
         if self.imbalance_ratio < 1:
             raise ValueError(f"data.imbalance_ratio={self.imbalance_ratio} must be >= 1 (n_max / n_min)")
         if not 0 < self.test_fraction < 1:
@@ -209,6 +246,7 @@ class ImageDataConfig:
 
 def register(cs: ConfigStore) -> None:
     cs.store(group="schema/env", name="dmc", node=DMCConfig)
+    cs.store(group="schema/env", name="gym", node=GymConfig)
     cs.store(group="schema/model", name="mlp", node=MLPConfig)
     cs.store(group="schema/model", name="causal_lm", node=CausalLMConfig)
     cs.store(group="schema/data", name="images", node=ImageDataConfig)

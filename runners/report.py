@@ -282,7 +282,8 @@ def metric_table(
             if spec["rl"]:
                 out.append(cells[row, c].iqm_text(scale))
         out += [
-            fmt(paper["/".join(row)][c], scale) if c in paper.get("/".join(row), {}) else "—"
+            # a null paper number (NOT FOUND in the paper) prints as "—" too
+            fmt(paper["/".join(row)][c], scale) if paper.get("/".join(row), {}).get(c) is not None else "—"
             for c in paper_cols
         ]
         lines.append("| " + " | ".join(out) + " |")
@@ -545,13 +546,17 @@ def make_report(sweep: Path, out: Path | None = None, experiment: Path | None = 
     ]
     for metric in spec["metrics"]:
         by_metric = {(row, col): cells[row, col, metric] for row, col in jobs_by_cell}
+        if done and not any(cell.n for cell in by_metric.values()):
+            continue  # a metric no completed run reports (another scale's): no section of "missing"
         lines += [*metric_table(metric, by_metric, rows, cols, headers, spec), ""]
     lines += [*runs_section(jobs), ""]
     curve = spec["curve"]
     if curve and plot_curves(out / "curves.png", jobs_by_cell, rows, cols, curve, metric_scale(spec, curve)):
         lines += ["![learning curves](curves.png)", ""]
     metric = spec.get("plot_metric")
-    if metric and plot_metric_by_row(out / f"{metric}.png", cells, rows, cols, metric, headers[0]):
+    # a plot_metric the runs do not report (another scale's) draws nothing
+    plotted = metric in spec["metrics"]
+    if plotted and plot_metric_by_row(out / f"{metric}.png", cells, rows, cols, metric, headers[0]):
         lines += [f"![{metric} by {headers[0]}]({metric}.png)", ""]
     if spec["paper_source"]:
         lines += [f"Paper numbers: {spec['paper_source']}", ""]

@@ -171,6 +171,14 @@ def check_schemas(cfg: DictConfig) -> None:
     refusal = strategy_refusal(cfg)
     if refusal:
         raise ConfigError(refusal)
+    hardware = cfg.get("hardware")
+    fsdp = isinstance(hardware, DictConfig) and str(hardware.get("strategy", "")).startswith("fsdp")
+    if fsdp and hardware.get("accelerator") in ("cpu", "mps"):  # Lightning's FSDPStrategy: CUDA only
+        raise ConfigError(
+            f"hardware.strategy={hardware.strategy} needs CUDA GPUs (Lightning's FSDP runs on CUDA "
+            f"only), not hardware.accelerator={hardware.accelerator}; on CPUs use "
+            "hardware=ddp hardware.accelerator=cpu"
+        )
 
 
 def _not_an_override(text: str) -> ConfigError:
@@ -186,18 +194,38 @@ def _not_an_override(text: str) -> ConfigError:
     )
 
 
+def _experiment_sweep_firsts(overrides: list[str]) -> list[str]:
+    """The first value of each key an experiment's own ``hydra.sweeper.params`` sweeps and the command line
+    leaves alone (``data: ${report.sweep.data}`` → ``data=cifar10`` at scale=paper), so that the checks see
+    what the first job will need (its GPU, its hub names) rather than the defaults it replaces."""
+    register_all()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        full = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    params = OmegaConf.select(full, "hydra.sweeper.params")
+    if not params:
+        return []
+    try:
+        resolved = OmegaConf.to_container(params, resolve=True)
+    except OmegaConfBaseException:  # e.g. a ${hydra:...} resolver, only known inside a run: check the rest
+        return []
+    given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+    return _first_of_sweeps([f"{key}={value}" for key, value in resolved.items() if key not in given])
+
+
 def validate_overrides(argv: Sequence[str], check_machine: bool = False) -> DictConfig:
     """Compose the command line's config (first value of each sweep) and raise ConfigError if it is bad.
 
     ``check_machine`` also checks what this machine must provide (data files, hub names, a GPU); the CLI
     turns it on, tests of a config alone leave it off. Returns the composed config."""
-    overrides, _ = split_argv(argv)
+    overrides, multirun = split_argv(argv)
     for o in overrides:
         if "=" not in o and not o.startswith("~"):
             raise _not_an_override(o)
     overrides = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
     try:
         overrides = _first_of_sweeps(overrides)
+        if multirun:  # the first job's values of what the experiment sweeps (data, hardware at scale=paper)
+            overrides = [*_experiment_sweep_firsts(overrides), *overrides]
         cfg = compose_config(overrides)
     except ConfigError:
         raise

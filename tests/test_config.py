@@ -126,7 +126,7 @@ def test_an_empty_sweep_says_so() -> None:
 
 def test_an_added_key_a_schema_lacks_is_refused_with_the_valid_keys() -> None:
     with pytest.raises(
-        ConfigError, match=r"Unknown config key 'method\.extra'.*Valid keys: name, beta, reg_clip"
+        ConfigError, match=r"Unknown config key 'method\.extra'.*Valid keys: name, gamma, .*beta, reg_clip"
     ):
         validate_overrides(["method=erc", "+method.extra=1"])
 

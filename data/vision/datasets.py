@@ -106,7 +106,8 @@ def _as_set(x: np.ndarray, y: np.ndarray, num_classes: int) -> ImageSet:
 
 
 def load_image_splits(cfg: Any, seed: int = 0) -> tuple[ImageSet, ImageSet]:
-    """(train, test) for an ``ImageDataConfig``; the long-tailed cut uses ``seed``."""
+    """(train, test) for an ``ImageDataConfig``; the long-tailed cut uses ``seed``. With ``image_size`` set
+    they are ``LazyImages`` (same labels / num_classes / subset, images decoded per item)."""
     if cfg.name in OFFLINE:
         x, y = _offline(cfg.name)
         train_idx, test_idx = stratified_split(y, cfg.test_fraction, cfg.split_seed)
@@ -115,8 +116,17 @@ def load_image_splits(cfg: Any, seed: int = 0) -> tuple[ImageSet, ImageSet]:
             _as_set(x[train_idx], y[train_idx], num_classes),
             _as_set(x[test_idx], y[test_idx], num_classes),
         )
+    elif getattr(cfg, "image_size", None):  # decoded per item (data.vision.lazy_images): ImageNet, FGVC
+        from data.vision.lazy_images import hub_lazy, torchvision_lazy
+
+        if getattr(cfg, "source", "hub") == "hub":
+            train, test = hub_lazy(cfg, cfg.train_split), hub_lazy(cfg, cfg.test_split)
+        else:
+            root = str(Path(cfg.root).expanduser() if cfg.root else cache_dir("data"))
+            train, test = torchvision_lazy(cfg, root, train=True), torchvision_lazy(cfg, root, train=False)
     elif getattr(cfg, "source", "hub") == "hub":
-        (xtr, ytr, k), (xte, yte, _) = _hub(cfg, "train"), _hub(cfg, "test")
+        splits = getattr(cfg, "train_split", "train"), getattr(cfg, "test_split", "test")
+        (xtr, ytr, k), (xte, yte, _) = _hub(cfg, splits[0]), _hub(cfg, splits[1])
         num_classes = k or int(max(ytr.max(), yte.max())) + 1
         train, test = _as_set(xtr, ytr, num_classes), _as_set(xte, yte, num_classes)
     else:

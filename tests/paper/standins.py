@@ -369,3 +369,355 @@ def official_test_sets(folder: Path, n: int = 3, seed: int = 0) -> dict[str, Pat
         ],
     }
     return {name: write_jsonl(folder / f"{name}_test_set.jsonl", items) for name, items in rows.items()}
+
+
+def lm_eval_rte_task(folder: Path, n_train: int = 8, n_validation: int = 4, seed: int = 0) -> Path:
+    """lm-eval's own RTE task (its installed tasks/glue/rte/default.yaml: prompt, choices, metric) with the
+    source swapped for local JSONL files in GLUE's RTE schema {sentence1, sentence2, label, idx}; returns
+    the task YAML's path, which ``method.tasks`` takes where an lm-eval task name goes."""
+    import lm_eval
+    import yaml
+
+    spec = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks/glue/rte/default.yaml").read_text())
+    rng = np.random.default_rng(seed)
+    words = np.array(CORPUS_WORDS)
+
+    def sentence(k: int) -> str:
+        return " ".join(rng.choice(words, size=k)).capitalize() + "."
+
+    files = {}
+    for split, n in (("train", n_train), ("validation", n_validation)):
+        rows = [
+            {"sentence1": sentence(12), "sentence2": sentence(5), "label": int(rng.integers(0, 2)), "idx": i}
+            for i in range(n)
+        ]
+        files[split] = str(write_jsonl(folder / f"rte_{split}.jsonl", rows).resolve())
+    spec.pop("dataset_name", None)
+    spec.pop("tag", None)
+    spec |= {"dataset_path": "json", "dataset_kwargs": {"data_files": files}}
+    path = folder / "rte.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def tiny_adm_state_dict(cfg: Any, seed: int = 0) -> dict[str, Any]:
+    """Random weights in guided_diffusion.unet.UNetModel's layout (zero-initialised convs made random): the
+    plain state_dict a guided-diffusion .pt holds, for the ``create_model`` flags in ``cfg`` (an ADMConfig).
+    Smaller widths than the paper's 256 channels keep its block numbering (input 1-18, middle 19, output
+    20-37 at the paper's 256x256 levels)."""
+    import torch
+
+    from methods.diffusion_cls.adm import channel_mult
+
+    g = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+    mc, ted, nrb = cfg.num_channels, 4 * cfg.num_channels, cfg.num_res_blocks
+    mult = channel_mult(cfg)
+    attn_ds = {cfg.image_size // int(r) for r in cfg.attention_resolutions.split(",")}
+
+    def rnd(*shape: int) -> torch.Tensor:
+        return 0.2 * torch.randn(shape, generator=g)
+
+    def lin(p: str, i: int, o: int) -> None:
+        sd[f"{p}.weight"], sd[f"{p}.bias"] = rnd(o, i), rnd(o)
+
+    def conv(p: str, i: int, o: int, k: int, dims: int = 2) -> None:
+        sd[f"{p}.weight"], sd[f"{p}.bias"] = rnd(o, i, *([k] * dims)), rnd(o)
+
+    def norm(p: str, c: int) -> None:
+        sd[f"{p}.weight"], sd[f"{p}.bias"] = 1 + rnd(c), rnd(c)
+
+    def res(p: str, i: int, o: int) -> None:
+        norm(f"{p}.in_layers.0", i)
+        conv(f"{p}.in_layers.2", i, o, 3)
+        lin(f"{p}.emb_layers.1", ted, 2 * o if cfg.use_scale_shift_norm else o)
+        norm(f"{p}.out_layers.0", o)
+        conv(f"{p}.out_layers.3", o, o, 3)
+        if i != o:
+            conv(f"{p}.skip_connection", i, o, 1)
+
+    def attn(p: str, c: int) -> None:
+        norm(f"{p}.norm", c)
+        conv(f"{p}.qkv", c, 3 * c, 1, dims=1)
+        conv(f"{p}.proj_out", c, c, 1, dims=1)
+
+    lin("time_embed.0", mc, ted)
+    lin("time_embed.2", ted, ted)
+    conv("input_blocks.0.0", 3, mc, 3)
+    ch, chans, k, ds = mc, [mc], 1, 1
+    for level, m in enumerate(mult):
+        for _ in range(nrb):
+            res(f"input_blocks.{k}.0", ch, int(m * mc))
+            ch = int(m * mc)
+            if ds in attn_ds:
+                attn(f"input_blocks.{k}.1", ch)
+            chans.append(ch)
+            k += 1
+        if level != len(mult) - 1:
+            if cfg.resblock_updown:
+                res(f"input_blocks.{k}.0", ch, ch)
+            else:
+                conv(f"input_blocks.{k}.0.op", ch, ch, 3)
+            chans.append(ch)
+            k, ds = k + 1, ds * 2
+    res("middle_block.0", ch, ch)
+    attn("middle_block.1", ch)
+    res("middle_block.2", ch, ch)
+    k = 0
+    for level, m in list(enumerate(mult))[::-1]:
+        for i in range(nrb + 1):
+            res(f"output_blocks.{k}.0", ch + chans.pop(), int(mc * m))
+            ch, idx = int(mc * m), 1
+            if ds in attn_ds:
+                attn(f"output_blocks.{k}.1", ch)
+                idx = 2
+            if level and i == nrb:
+                if cfg.resblock_updown:
+                    res(f"output_blocks.{k}.{idx}", ch, ch)
+                else:
+                    conv(f"output_blocks.{k}.{idx}.conv", ch, ch, 3)
+                ds //= 2
+            k += 1
+    norm("out.0", ch)
+    conv("out.2", ch, 6 if cfg.learn_sigma else 3, 3)
+    return sd
+
+
+def tiny_adm_checkpoint(path: Path, cfg: Any, seed: int = 0) -> Path:
+    """``tiny_adm_state_dict`` saved with ``torch.save``, as guided-diffusion publishes its checkpoints."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(tiny_adm_state_dict(cfg, seed), path)
+    return path
+
+
+def hub_imagenet_repo(
+    folder: Path,
+    n_per_split: dict[str, int],
+    n_labelled: int = 4,
+    size: tuple[int, int] = (300, 260),
+    seed: int = 0,
+) -> Path:
+    """A stand-in for ILSVRC/imagenet-1k as the hub repo holds it: `data/<split>-00000-of-00001.parquet`
+    with a JPEG `{bytes, path}` `image` column of non-square images and a 1000-way ClassLabel `label`, the
+    `test` split unlabelled (-1, as the real one), and the card's default config. The first ``n_labelled``
+    classes are used, each with its own mean colour so that a probe can learn them."""
+    from datasets import ClassLabel, Dataset, Features, Image
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(seed)
+    features = Features({"image": Image(), "label": ClassLabel(names=[f"n{i:08d}" for i in range(1000)])})
+    for split, n in n_per_split.items():
+        labels = np.arange(n) % n_labelled
+        images = []
+        for label in labels:
+            base = np.array([label * 61 % 256, label * 97 % 256, label * 29 % 256], dtype=float)[None, None]
+            pixels = np.clip(base + rng.normal(0, 30, size=(size[1], size[0], 3)), 0, 255).astype(np.uint8)
+            buf = io.BytesIO()
+            PILImage.fromarray(pixels).save(buf, format="JPEG")
+            images.append({"bytes": buf.getvalue(), "path": None})
+        column = (-np.ones(n, dtype=int) if split == "test" else labels).tolist()
+        out = folder / "data" / f"{split}-00000-of-00001.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Dataset.from_dict({"image": images, "label": column}, features=features).to_parquet(str(out))
+    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
+    for split in n_per_split:
+        lines += [f"  - split: {split}", f"    path: data/{split}-*"]
+    (folder / "README.md").write_text("\n".join([*lines, "---", ""]))
+    return folder
+
+
+def tiny_resnet18(
+    folder: Path, widths: tuple[int, int, int, int] = (64, 128, 256, 512), seed: int = 0
+) -> Path:
+    """A random-weight ResNet-18 (basic blocks, depths 2-2-2-2, 512-d pooled output at the default widths)
+    as `microsoft/resnet-18` holds it: transformers' ResNetModel via save_pretrained (config.json and
+    model.safetensors), so `AutoModel.from_pretrained(folder)` loads it as it loads the hub id."""
+    import torch
+    from transformers import ResNetConfig, ResNetModel
+
+    config = ResNetConfig(
+        embedding_size=widths[0], hidden_sizes=list(widths), depths=[2, 2, 2, 2], layer_type="basic"
+    )
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ResNetModel(config).save_pretrained(folder)
+    return folder
+
+
+# Real antonym pairs for the instruction-induction stand-in (the official antonyms task's kind of data).
+_ANTONYMS = (
+    ("happy", "sad"), ("hot", "cold"), ("up", "down"), ("open", "closed"), ("early", "late"),
+    ("fast", "slow"), ("light", "dark"), ("full", "empty"), ("rich", "poor"), ("wet", "dry"),
+    ("hard", "soft"), ("high", "low"), ("old", "new"), ("strong", "weak"), ("true", "false"),
+    ("win", "lose"), ("push", "pull"), ("begin", "end"), ("loud", "quiet"), ("thick", "thin"),
+)  # fmt: skip
+
+
+def official_induction_task(
+    folder: Path, task: str = "antonyms", n_induce: int = 20, n_execute: int = 10
+) -> Path:
+    """One instruction-induction task as the official repos hold it (Lichang-Chen/InstructZero
+    experiments/data/instruction_induction/raw): ``induce/<task>.json`` and ``execute/<task>.json``, each
+    ``{"metadata": {"num_examples": n}, "examples": {"1": {"input": x, "output": y}, ...}}`` (antonym pairs);
+    returns the ``raw`` folder, which ``method.task_source`` takes where the official URL prefix goes."""
+    for split, n, offset in (("induce", n_induce, 0), ("execute", n_execute, n_induce)):
+        pairs = [_ANTONYMS[(offset + i) % len(_ANTONYMS)] for i in range(n)]
+        examples = {str(i + 1): {"input": x, "output": y} for i, (x, y) in enumerate(pairs)}
+        (folder / split).mkdir(parents=True, exist_ok=True)
+        data = {"metadata": {"num_examples": n}, "examples": examples}
+        (folder / split / f"{task}.json").write_text(json.dumps(data, indent=4))
+    return folder
+
+
+def lm_eval_local_task(folder: Path, installed_yaml: str, task: str, splits: dict[str, list[dict]]) -> Path:
+    """An lm-eval task as the harness ships it (its installed ``tasks/<installed_yaml>``, included as it is:
+    prompt, choices, metrics, process functions) with the hub dataset swapped for local JSONL files, one per
+    split, in the hub dataset's schema; written as ``<folder>/<task>.yaml`` under the task's own name, so a
+    folder of these is an lm-eval ``include_path``. Returns the YAML's path."""
+    import lm_eval
+    import yaml
+
+    installed = Path(lm_eval.__file__).parent / "tasks" / installed_yaml
+    assert installed.is_file(), installed
+    files = {
+        split: str(write_jsonl(folder / f"{task}_{split}.jsonl", rows).resolve())
+        for split, rows in splits.items()
+    }
+    spec = {
+        "include": str(installed),
+        "task": task,
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": files},
+    }
+    path = folder / f"{task}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def lm_eval_local_group(folder: Path, group: str, tasks: list[str]) -> Path:
+    """An lm-eval group YAML over tasks (or groups) of the same folder, as the harness's own group files."""
+    import yaml
+
+    spec = {
+        "group": group,
+        "task": tasks,
+        "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
+    }
+    path = folder / f"_{group}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def open_llm_leaderboard_tasks(folder: Path, n: int = 4, n_shots: int = 25, seed: int = 0) -> Path:
+    """The Open LLM Leaderboard (v1) tasks under their lm-eval names (arc_challenge, hellaswag, mmlu,
+    truthfulqa_mc2), each the harness's own task over ``n`` local documents in its hub dataset's schema
+    (allenai/ai2_arc, Rowan/hellaswag, cais/mmlu, truthfulqa/truthful_qa) and ``n_shots`` few-shot ones;
+    ``mmlu`` is a group of groups as the harness's (mmlu -> mmlu_stem -> two subjects). Returns the
+    folder, which ``method.leaderboard.include_path`` takes."""
+    rng = np.random.default_rng(seed)
+    words = np.array(CORPUS_WORDS)
+
+    def text(k: int) -> str:
+        return " ".join(rng.choice(words, size=k)).capitalize()
+
+    def arc(i: int) -> dict:
+        labels = ["A", "B", "C", "D"]
+        return {
+            "id": f"Mercury_{i}",
+            "question": text(8) + "?",
+            "choices": {"text": [text(3) for _ in labels], "label": labels},
+            "answerKey": labels[int(rng.integers(4))],
+        }
+
+    def hellaswag(i: int) -> dict:
+        return {
+            "ind": i,
+            "activity_label": text(2),
+            "ctx_a": text(8) + ".",
+            "ctx_b": text(3).lower(),
+            "ctx": "",
+            "endings": [text(5) + "." for _ in range(4)],
+            "source_id": f"activitynet~v_{i}",
+            "split": "val",
+            "split_type": "indomain",
+            "label": str(int(rng.integers(4))),
+        }
+
+    def mmlu(subject: str) -> dict:
+        return {
+            "question": text(8) + "?",
+            "subject": subject,
+            "choices": [text(3) for _ in range(4)],
+            "answer": int(rng.integers(4)),
+        }
+
+    def truthfulqa(i: int) -> dict:
+        choices = [text(4) + "." for _ in range(4)]
+        return {
+            "question": text(7) + "?",
+            "mc1_targets": {"choices": choices, "labels": [1, 0, 0, 0]},
+            "mc2_targets": {"choices": choices, "labels": [1, 1, 0, 0]},
+        }
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shots = max(n_shots, 1)
+    lm_eval_local_task(
+        folder,
+        "arc/arc_challenge.yaml",
+        "arc_challenge",
+        {
+            "train": [arc(i) for i in range(shots)],
+            "validation": [arc(i) for i in range(2)],
+            "test": [arc(i) for i in range(n)],
+        },
+    )
+    lm_eval_local_task(
+        folder,
+        "hellaswag/hellaswag.yaml",
+        "hellaswag",
+        {"train": [hellaswag(i) for i in range(shots)], "validation": [hellaswag(i) for i in range(n)]},
+    )
+    subjects = ("abstract_algebra", "anatomy")
+    for subject in subjects:  # cais/mmlu: dev holds the 5 few-shot examples
+        splits = {
+            "test": [mmlu(subject) for _ in range(n)],
+            "validation": [mmlu(subject)],
+            "dev": [mmlu(subject) for _ in range(5)],
+        }
+        lm_eval_local_task(folder, f"mmlu/default/mmlu_{subject}.yaml", f"mmlu_{subject}", splits)
+    lm_eval_local_group(folder, "mmlu_stem", [f"mmlu_{s}" for s in subjects])
+    lm_eval_local_group(folder, "mmlu", ["mmlu_stem"])
+    lm_eval_local_task(
+        folder,
+        "truthfulqa/truthfulqa_mc2.yaml",
+        "truthfulqa_mc2",
+        {"validation": [truthfulqa(i) for i in range(n)]},
+    )
+    return folder
+
+
+def hub_alpaca_eval(folder: Path, n: int = 3, seed: int = 0) -> Path:
+    """The AlpacaEval set as its hub repo (tatsu-lab/alpaca_eval) holds it: ``alpaca_eval.json``, a JSON list
+    of {instruction, output (the reference, text-davinci-003's), generator, dataset}; returns the folder,
+    which ``method.alpaca_eval.source`` takes where the hub id goes."""
+    rng = np.random.default_rng(seed)
+    words = np.array(CORPUS_WORDS)
+
+    def text(k: int) -> str:
+        return " ".join(rng.choice(words, size=k)).capitalize()
+
+    sets = ("helpful_base", "koala", "oasst", "selfinstruct", "vicuna")
+    items = [
+        {
+            "instruction": text(7) + "?",
+            "output": text(12) + ".",
+            "generator": "text_davinci_003",
+            "dataset": sets[i % len(sets)],
+        }
+        for i in range(n)
+    ]
+    write_json(folder / "alpaca_eval.json", items)
+    return folder
