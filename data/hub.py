@@ -175,3 +175,33 @@ def check_hub_sources(cfg: Any) -> None:
         if problem is not None:
             message = f"{key}={name!r} is a Hugging Face hub {kind}, but {problem}. Offline: {choices}."
             raise ConfigError(message)
+
+
+def _local_fingerprint(folder: Path) -> str:
+    """A digest of a local dataset folder: its resolved path and every file's name, size and mtime."""
+    import hashlib
+
+    digest = hashlib.sha1(str(folder.resolve()).encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def load_dataset_source(source: str, *args: Any, **kwargs: Any) -> Any:
+    """``datasets.load_dataset(source, ...)`` for a hub id or a local folder in the hub's layout.
+
+    `datasets` keys the cache of a local folder by the folder's *name*, so two folders both called
+    ``cifar10`` (two copies, or an edited one) would be served the first one's rows. A local folder
+    therefore gets its own cache, named by its path and its files' sizes and times.
+    """
+    from datasets import load_dataset
+
+    from data.cache import cache_dir
+
+    local = Path(source).expanduser()
+    if local.is_dir() and "cache_dir" not in kwargs:
+        name = f"{local.name}-{_local_fingerprint(local)}"
+        kwargs["cache_dir"] = str(cache_dir("datasets") / name)
+        source = str(local)
+    return load_dataset(source, *args, **kwargs)

@@ -175,13 +175,13 @@ def load_glue(name: str, split: str, limit: int | None = None, source: str = GLU
     """A GLUE task through ``datasets.load_dataset(source, name)``: ``source`` is the hub id or a local
     directory in the hub's layout (the offline tables use :func:`make_task`). ``split="validation"`` is
     the task's GLUE dev split (MNLI: validation_matched); ``limit`` None keeps every row."""
-    from datasets import load_dataset
+    from data.hub import load_dataset_source
 
     if name not in GLUE_FIELDS:
         raise ValueError(f"GLUE task {name!r} is not known; choose one of: {', '.join(GLUE_FIELDS)}")
     if split == "validation":
         split = GLUE_DEV.get(name, split)
-    ds = load_dataset(source, name, split=split)
+    ds = load_dataset_source(source, name, split=split)
     if limit:
         ds = ds.select(range(min(limit, len(ds))))
     first, second = GLUE_FIELDS[name]

@@ -225,9 +225,9 @@ _SCHEMAS = (
 
 
 def _read_hub(source: str, split: str, limit: int | None) -> list[InstructionRecord]:
-    from datasets import load_dataset
+    from data.hub import load_dataset_source
 
-    rows = load_dataset(source, split=split)
+    rows = load_dataset_source(source, split=split)
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
     columns = list(rows.column_names)

@@ -77,14 +77,16 @@ def _torchvision(name: str, root: str, train: bool) -> tuple[np.ndarray, np.ndar
 def _hub(cfg: Any, split: str) -> tuple[np.ndarray, np.ndarray, int | None]:
     """(images (N, C, H, W) in [0, 1], labels, number of classes or None) of one split of a hub image
     set: ``datasets.load_dataset(hub_id, hub_config)``, the same call for a hub id and a local folder."""
-    from datasets import ClassLabel, load_dataset
+    from datasets import ClassLabel
+
+    from data.hub import load_dataset_source
 
     if not cfg.hub_id:
         raise ValueError(
             f"data.source=hub needs data.hub_id (a hub dataset id or a local folder) for {cfg.name}"
         )
     local = Path(cfg.hub_id).expanduser()
-    ds = load_dataset(str(local) if local.exists() else cfg.hub_id, cfg.hub_config, split=split)
+    ds = load_dataset_source(str(local) if local.exists() else cfg.hub_id, cfg.hub_config, split=split)
     for column in (cfg.image_column, cfg.label_column):
         if column not in ds.column_names:
             raise ValueError(
