@@ -51,6 +51,12 @@ def planned_world_size(hardware: object) -> int:
     return max(count, 1) * nodes
 
 
+class WorkerFinished(Exception):
+    """Raised on a rank other than 0 that Lightning's launcher started for one fit inside a pipeline
+    stage (data.instructions.tuning), once that fit is done: rank 0 alone saves, evaluates and goes on,
+    and a later fit launches fresh ranks that reuse rank 0's finished stages. The worker runner returns."""
+
+
 # Multi-process strategy families (Lightning's strategy names start with these).
 MULTI_PROCESS = ("ddp", "fsdp", "deepspeed")
 
@@ -83,4 +89,54 @@ def strategy_refusal(cfg: DictConfig) -> str | None:
         f"{can}, so {family} would only run the same work on every process. To use several devices or "
         f"cores, run independent seeds in parallel instead: python run.py -m method={name} seed=0,1,2 "
         "launcher=joblib (or launcher=slurm on a cluster), with hardware=cpu or hardware=gpu"
+    )
+
+
+def adopt_submitit_local_ranks() -> None:
+    """Give Lightning the ranks of a job run by submitit's *local* executor (``launcher=slurm`` with
+    ``hydra/launcher=submitit_local``), which starts ``tasks_per_node`` copies of the job with only
+    ``SUBMITIT_LOCAL_*`` variables. Exported as the variables an external launcher sets for Lightning's
+    default environment (LOCAL_RANK, NODE_RANK, WORLD_SIZE, MASTER_ADDR/PORT: Lightning's "general
+    purpose cluster" recipe), each copy joins one process group instead of starting its own ranks.
+    On a SLURM cluster nothing is done: srun's SLURM_* variables are read by Lightning's SLURMEnvironment.
+    The port follows from the job id, as submitit's TorchDistributedEnvironment derives it, so every task
+    agrees on it."""
+    import random
+
+    env = os.environ
+    if env.get("SUBMITIT_EXECUTOR") != "local" or "LOCAL_RANK" in env or "SLURM_PROCID" in env:
+        return
+    import submitit
+
+    job = submitit.JobEnvironment()
+    if job.num_tasks < 2:
+        return
+    env.update(
+        MASTER_ADDR="127.0.0.1",  # the local executor runs every task on this machine
+        MASTER_PORT=env.get("MASTER_PORT", str(random.Random(job.job_id).randint(20000, 60000))),
+        RANK=str(job.global_rank),
+        WORLD_SIZE=str(job.num_tasks),
+        LOCAL_RANK=str(job.local_rank),
+        LOCAL_WORLD_SIZE=str(job.num_tasks // job.num_nodes),
+        NODE_RANK=str(job.node),
+    )
+
+
+def cluster_tasks_refusal(cfg: DictConfig, overrides: list[str]) -> str | None:
+    """Why ``launcher=slurm`` cannot size this job, or None. conf/launcher/slurm.yaml asks SLURM for
+    ``hardware.devices`` tasks and GPUs per node (and ``hardware.num_nodes`` nodes) when the job is
+    submitted, before it can count GPUs, so a multi-process strategy needs a positive device count there:
+    ``hardware=ddp``'s default of -1 ("every visible GPU") would reach sbatch as ``--ntasks-per-node=-1``."""
+    if not any(o.startswith("launcher=slurm") for o in overrides):
+        return None
+    hardware = cfg.get("hardware")
+    if not isinstance(hardware, DictConfig) or strategy_family(str(hardware.get("strategy"))) is None:
+        return None
+    devices = hardware.get("devices")
+    if isinstance(devices, int) and devices > 0:
+        return None
+    return (
+        f"launcher=slurm with hardware={hardware.get('name')} (strategy {hardware.get('strategy')}) needs "
+        f"hardware.devices=<GPUs per node>, a positive number such as hardware.devices=4, not {devices!r}: "
+        "each job is submitted with that many tasks and GPUs per node (and hardware.num_nodes nodes)"
     )

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from runners import fit_runner, loop_runner, pipeline_runner
 from runners.context import RunContext
-from runners.distributed import is_global_zero
+from runners.distributed import WorkerFinished, adopt_submitit_local_ranks, is_global_zero
 from runners.identity import check_identity, config_identity
 from runners.loggers import build_loggers, close_loggers, wandb_run_dir
 from runners.results import ResultsSink, error_message, read_results
@@ -63,6 +63,7 @@ def _forget_progress(out_dir: Path) -> None:
 
 def execute(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float] | None:
     """Run ``cfg`` and return its final metrics (None when the run was already completed)."""
+    adopt_submitit_local_ranks()  # before any rank check: a submitit-local task learns its rank
     hydra_dir, overrides = _output_dir_and_overrides()
     out_dir = Path(out_dir or hydra_dir)
     try:
@@ -87,7 +88,10 @@ def _execute_worker(cfg: DictConfig, out_dir: Path) -> dict[str, float] | None:
     method = instantiate(cfg.method, _convert_="all")
     if method.kind not in RUNNERS:
         raise ValueError(f"{type(method).__name__}.kind={method.kind!r}; valid kinds: {', '.join(RUNNERS)}")
-    return RUNNERS[method.kind](method, RunContext(cfg=cfg, out_dir=out_dir))
+    try:
+        return RUNNERS[method.kind](method, RunContext(cfg=cfg, out_dir=out_dir))
+    except WorkerFinished:  # this rank's fit is done; rank 0 carries on alone (runners.distributed)
+        return None
 
 
 def _execute_locked(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> dict[str, float] | None:

@@ -254,25 +254,13 @@ METHODS = [
         "h2o",
         marks=_breach("data/llm/attention.py:67 adds a mask off the runner's device to the scores"),
     ),
-    pytest.param(
-        "diffusion_cls",
-        marks=_breach(
-            "DDPM pretraining (methods/diffusion_cls/ddpm.py:90) and feature extraction (features.py:93) "
-            "run the U-Net on the default device"
-        ),
-    ),
-    pytest.param(
-        "ifd",
-        marks=_breach(
-            "the causal LM of pre-experience / scoring (methods/ifd/pre_experience.py:36, scoring.py:92) "
-            "and data/instructions/tuning.py:132 stay on the default device"
-        ),
-    ),
+    "diffusion_cls",
+    "ifd",
     pytest.param(
         "alpagasus",
         marks=_breach(
-            "the local grader LM (methods/alpagasus/grading.py:113) and data/instructions/tuning.py:132 "
-            "stay on the default device"
+            "the local grader LM stays on the default device: methods/alpagasus/method.py must pass "
+            "device=ctx.device to grade_by_score_logits (grading.py takes it)"
         ),
     ),
 ]

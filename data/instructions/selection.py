@@ -214,6 +214,7 @@ class SelectionPipeline(PipelineMethod):
             cfg.train_steps,
             precision=str(ctx.cfg.hardware.precision),
             template=cfg.template,
+            hardware=ctx.cfg.hardware,
         )
         self.save_tuned(ctx, model, lm.tokenizer, "tuned")
         return {"tuned_on": len(chosen)}

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.config import TuningConfig
+from data.instructions.parallel_fit import accumulation, fit_episode, strategy_for, unsharded, world_size
 from data.instructions.records import InstructionRecord
 from data.instructions.template import format_prompt
 
@@ -117,9 +118,13 @@ def generate_answers(
     max_new_tokens: int = 32,
     batch_size: int = 16,
     template: str = "alpaca",
+    device: torch.device | str | None = None,
 ) -> list[str]:
     """Greedy answers to each record's prompt (left-padded batches), as the official generation scripts
-    (greedy ``model.generate``; they cap prompt + answer at 1024 tokens, we cap the answer)."""
+    (greedy ``model.generate``; they cap prompt + answer at 1024 tokens, we cap the answer). ``device``
+    (the runner's, ``ctx.device``) is where the model is moved and generates; None: where it is."""
+    if device is not None:
+        model = model.to(device)
     answers: list[str] = []
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     try:
@@ -164,8 +169,10 @@ def tune(
     max_steps: int | None = None,
     precision: str = "32-true",
     template: str = "alpaca",
+    hardware: Any | None = None,
 ) -> Any:
-    """Fine-tune ``model`` on ``records`` and return the tuned model (a PEFT model in LoRA mode).
+    """Fine-tune ``model`` on ``records`` and return the tuned model (a PEFT model in LoRA mode), on the
+    device the fit ran on.
 
     ``max_steps`` fixes the number of optimizer steps whatever the data size (equal-compute comparisons
     of data selections); otherwise ``cfg.epochs`` epochs are run. ``precision`` is Lightning's
@@ -173,28 +180,47 @@ def tune(
     whatever the dtype the model was loaded in (``fp32_master_weights``), so a full fine-tune returns
     fp32 weights: the caller casts them for saving. Gradients are clipped at ``cfg.max_grad_norm``
     (1.0: HF Trainer's default ``max_grad_norm``, which the official train.py scripts keep).
+
+    ``hardware`` (the run's ``HardwareConfig`` node) sets accelerator, devices, nodes, strategy and
+    precision, and then overrides ``accelerator``/``precision``. Under ddp or fsdp ``cfg.batch_size`` stays
+    the global batch (each rank accumulates fewer micro-batches), rank 0 returns the tuned model and the
+    ranks launched for this fit leave once it is done (data.instructions.parallel_fit).
     """
     if not records:  # the stage that selected nothing says why; this is the last guard before Lightning
         raise ValueError("tune: no records to train on (the selection is empty)")
+    if hardware is not None:
+        accelerator, precision = str(hardware.accelerator), str(hardware.precision)
+    world = world_size(hardware)
+    accumulate = accumulation(cfg.batch_size, cfg.micro_batch_size, world)
     lightning.seed_everything(seed, verbose=False)
     data = InstructionData(records, tokenizer, cfg, seed, template)
     total = max_steps if max_steps is not None else cfg.epochs * math.ceil(len(records) / cfg.batch_size)
     tuner = InstructionTuner(model, cfg, total_steps=total)
     fp32_master_weights(tuner.model)  # after LoRA wrapping: only the trainable parameters are upcast
     tuner.model.train()  # from_pretrained returns eval mode (dropout off); HF Trainer trains in train mode
+    strategy = strategy_for(hardware, tuner.model)
     trainer = lightning.Trainer(
         accelerator=accelerator,
-        devices=1,
+        devices=hardware.devices if world > 1 else 1,
+        num_nodes=int(getattr(hardware, "num_nodes", 1) or 1) if world > 1 else 1,
+        strategy=strategy,
         precision=precision,
         gradient_clip_val=cfg.max_grad_norm,
         gradient_clip_algorithm="norm",
         max_epochs=-1 if max_steps is not None else cfg.epochs,
         max_steps=max_steps if max_steps is not None else -1,
-        accumulate_grad_batches=cfg.batch_size // cfg.micro_batch_size,
+        accumulate_grad_batches=accumulate,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
     )
-    trainer.fit(tuner, datamodule=data)
-    tuner.model.eval()
-    return tuner.model
+    with fit_episode(hardware):
+        trainer.fit(tuner, datamodule=data)
+        if isinstance(strategy, str):
+            tuned = tuner.model
+        else:
+            tuned = unsharded(trainer, model, lambda m: with_lora(m, cfg) if cfg.mode == "lora" else m)
+    if tuned is None:  # an FSDP rank other than 0 outside a launch of its own: it holds no full model
+        return None
+    # Lightning's teardown moves the module to the CPU; the tuned model stays on the fit's device
+    return tuned.to(trainer.strategy.root_device).eval()

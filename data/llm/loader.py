@@ -118,7 +118,11 @@ def load_config(cfg: CausalLMConfig) -> Any:
         raise ModelUnavailableError(_offline_message(cfg.name, ex)) from ex
 
 
-def load_causal_lm(cfg: CausalLMConfig, attn_implementation: str | None = None) -> LoadedLM:
+def load_causal_lm(
+    cfg: CausalLMConfig, attn_implementation: str | None = None, device: Any = None
+) -> LoadedLM:
+    """The model (eval mode) and its tokenizer (a pad token set). ``device`` (the runner's, ``ctx.device``)
+    is where the weights go, unless ``cfg.device_map`` places them (accelerate's dispatch)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve(cfg)
@@ -133,6 +137,8 @@ def load_causal_lm(cfg: CausalLMConfig, attn_implementation: str | None = None) 
         )
     except OSError as ex:
         raise ModelUnavailableError(_offline_message(cfg.name, ex)) from ex
+    if device is not None and cfg.device_map is None:
+        model = model.to(device)
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -83,15 +83,20 @@ def grade_by_score_logits(
     records: Sequence[InstructionRecord],
     dimension: str = "accuracy",
     batch_size: int = 8,
+    device: Any = None,
 ) -> list[Grade]:
     """A named variant, not the paper's parser: the same grading prompt, one forward pass, and the
     expected score Σ_k k·p(k) over the next-token probabilities of "0".."5" at the start of the reply.
 
     A 135M grader rarely writes a bare score on its first line (the paper's format), so the generated
     grades are mostly unparsed; reading the score distribution directly keeps every record graded.
-    Local models only (an HTTP endpoint would need ``logprobs``).
+    Local models only (an HTTP endpoint would need ``logprobs``). ``device`` (the runner's,
+    ``ctx.device``) is where the grader is moved and runs; None: where it is.
     """
     import torch
+
+    if device is not None:
+        model = model.to(device)
 
     digits = [tokenizer.convert_tokens_to_ids(str(k)) for k in range(6)]
     if len(set(digits)) != 6 or tokenizer.unk_token_id in digits:

@@ -59,7 +59,9 @@ class AlpaGasus(SelectionPipeline):
             from data.llm.client import local_lm
 
             lm = local_lm(cfg.grader.model)
-            return grade_by_score_logits(lm.model, lm.tokenizer, train, cfg.dimension, cfg.grader.batch_size)
+            return grade_by_score_logits(
+                lm.model, lm.tokenizer, train, cfg.dimension, cfg.grader.batch_size, device=ctx.device
+            )
         from data.llm.client import make_client
 
         cache = cfg.response_cache or cache_dir() / "llm_responses.sqlite"

@@ -80,6 +80,7 @@ class IFD(SelectionPipeline):
             ctx.cfg.hardware.accelerator,
             precision=str(ctx.cfg.hardware.precision),
             template=cfg.template,
+            hardware=ctx.cfg.hardware,
         )
         self.save_tuned(ctx, model, lm.tokenizer, "pre_experienced")
         return {"n_pre_experience": len(picked)}

