@@ -12,7 +12,7 @@ from runners.validate import ConfigError, validate_overrides
 CPU2 = ["hardware.accelerator=cpu", "hardware.devices=2"]
 
 
-@pytest.mark.parametrize("method", ["erc", "sac", "chain", "scool", "instructzero"])
+@pytest.mark.parametrize("method", ["erc", "sac", "chain", "instructzero"])
 @pytest.mark.parametrize("hardware", ["ddp", "fsdp"])
 def test_single_process_loops_refuse_multi_process_hardware(method: str, hardware: str) -> None:
     with pytest.raises(ConfigError) as refused:
@@ -33,6 +33,10 @@ def test_sbcl_declares_ddp_and_not_fsdp() -> None:
     validate_overrides(["method=supcon", "scale=smoke", "hardware=ddp", *CPU2])
     with pytest.raises(ConfigError, match=r"method=sbcl cannot use hardware=fsdp .* it supports ddp"):
         validate_overrides(["method=sbcl", "scale=smoke", "hardware=fsdp", *CPU2])
+    # SCooL shards its simulated devices over the ranks (methods/scool/shard.py, tests/test_scool_ddp.py)
+    assert validate_overrides(["method=scool", "scale=smoke", "hardware=ddp", *CPU2]).hardware.devices == 2
+    with pytest.raises(ConfigError, match=r"method=scool cannot use hardware=fsdp .* it supports ddp"):
+        validate_overrides(["method=scool", "scale=smoke", "hardware=fsdp", *CPU2])
 
 
 def test_one_process_hardware_is_never_refused() -> None:

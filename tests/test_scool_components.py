@@ -1,5 +1,5 @@
-"""SCooL pieces against hand-computed values: batched = looped devices, the SBM E-step (eqs. 18–20), the
-attention prior (eqs. 29–31), partitions, graphs."""
+"""SCooL pieces against hand-computed values: batched = looped devices, the SBM E-step (eqs. 18–20),
+partitions, graphs (the attention prior: tests/test_scool_attention.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from methods.scool.attention import UpdateEncoder, attention_mixing, loss_weights
 from methods.scool.batched import BatchedDevices, LoopedDevices, make_model
 from methods.scool.graph import dpsgd_graph, in_group_share, sparsify_mask
 from methods.scool.partition import device_test_sets, make_partition
@@ -61,23 +60,6 @@ def test_sbm_recovers_blocks_from_losses() -> None:
     mix = sbm_mixing(w)
     torch.testing.assert_close(mix.sum(1), torch.ones(6))
     assert in_group_share(mix, group) > 0.95
-
-
-def test_attention_prior_learns_to_predict_the_loss_weights() -> None:
-    gen = torch.Generator().manual_seed(0)
-    n = 6
-    group = torch.tensor([0, 0, 0, 1, 1, 1])
-    direction = torch.randn(2, 20, generator=gen)
-    updates = {"w": direction[group] + 0.1 * torch.randn(n, 20, generator=gen)}  # groups move alike
-    cross = torch.where(group[:, None] == group[None, :], torch.tensor(0.1), torch.tensor(3.0))
-    torch.manual_seed(0)
-    enc = UpdateEncoder({"w": 20}, 8)
-    opt = torch.optim.Adam(enc.parameters(), lr=0.05)
-    _, first = attention_mixing(enc, opt, updates, cross, scale=1.0, steps=1)
-    w, last = attention_mixing(enc, opt, updates, cross, scale=1.0, steps=50)
-    assert last < first
-    torch.testing.assert_close(w.sum(1), torch.ones(n))
-    assert in_group_share(w, group) > in_group_share(loss_weights(cross, 1.0), group) - 1e-6
 
 
 @pytest.mark.parametrize("kind", ["noniid", "noniid_sbm", "conflict"])

@@ -13,9 +13,12 @@ SMOKE = ["method=scool", "scale=smoke", "data=digits", "logger=none", "method.pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["scool_sbm", "scool_attention"])
+@pytest.mark.parametrize(
+    "algo", ["scool_sbm", "scool_attention", "scool_attention method.att_encoder=official"]
+)
 def test_stopped_run_resumes_to_the_same_result(compose, tmp_path: Path, algo: str) -> None:
-    args = [*SMOKE, f"method.algo={algo}"]
+    # official: per-device encoders and their AdamW states come back from the checkpoint
+    args = [*SMOKE, *f"method.algo={algo}".split()]
     straight, _ = run_in_process(compose, args, tmp_path / "a")
     with pytest.raises(Stop):
         run_in_process(compose, args, tmp_path / "b", stop_at=4)  # after rounds 1-3 were checkpointed

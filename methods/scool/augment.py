@@ -33,17 +33,26 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
 
 
 def augment(
-    x: torch.Tensor, gen: torch.Generator, pad: int = 4, fill: float = 128 / 255, saturation: float = 0.9
+    x: torch.Tensor,
+    gen: torch.Generator,
+    pad: int = 4,
+    fill: float = 128 / 255,
+    saturation: float = 0.9,
+    of: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Random crop of the `pad`-padded image (padding `fill`), horizontal flip with probability 1/2 and,
-    for RGB, a saturation factor drawn from U[max(0, 1 − s), 1 + s], each image on its own: (..., C, H, W)."""
+    for RGB, a saturation factor drawn from U[max(0, 1 − s), 1 + s], each image on its own: (..., C, H, W).
+    `of` = (total, start): x is images start.. of a batch of `total` (one rank's devices, methods/scool/
+    shard.py); the draws are made for all `total`, so each image gets what it gets in one process."""
     shape = x.shape
     x = x.reshape(-1, *shape[-3:])
     n, c, h, w = x.shape
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    flip = torch.rand(n, generator=gen) < 0.5
-    factor = torch.empty(n).uniform_(max(0.0, 1 - saturation), 1 + saturation, generator=gen)
+    total, start = of or (n, 0)
+    dy = torch.randint(0, 2 * pad + 1, (total,), generator=gen)[start : start + n]
+    dx = torch.randint(0, 2 * pad + 1, (total,), generator=gen)[start : start + n]
+    flip = (torch.rand(total, generator=gen) < 0.5)[start : start + n]
+    factor = torch.empty(total).uniform_(max(0.0, 1 - saturation), 1 + saturation, generator=gen)
+    factor = factor[start : start + n]
     rows = (dy[:, None] + torch.arange(h)).to(x.device)
     cols = dx[:, None] + torch.arange(w)
     cols = torch.where(flip[:, None], cols.flip(1), cols).to(x.device)

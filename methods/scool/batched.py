@@ -90,14 +90,15 @@ class BatchedDevices:
 
     @torch.no_grad()
     def cross_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """L_ij = mean CE of model i on device j's batch: x (n, B, ...), y (n, B) -> (n, n)."""
-        n, b = y.shape
+        """L_ij = mean CE of model i on device j's batch: x (m, B, ...), y (m, B) -> (n, m), the n models
+        here (one rank's share, methods/scool/shard.py) on the batches of all m devices."""
+        m, b = y.shape
         shared = x.flatten(0, 1)  # every device's batch, shown to every model
         logits = (
             self._mlp(self.params, shared, shared=True) if self.mlp else self._fwd_all(self.params, shared)
         )
-        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten().repeat(n), reduction="none")
-        return ce.view(n, n, b).mean(-1)
+        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten().repeat(self.n), reduction="none")
+        return ce.view(self.n, m, b).mean(-1)
 
     def flat(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.params.items()}
@@ -109,7 +110,7 @@ class BatchedDevices:
 
     @torch.no_grad()
     def mix(self, w: torch.Tensor, source: dict[str, torch.Tensor] | None = None) -> None:
-        """θ_i ← Σ_j w_ij θ_j (of `source`, default the current parameters)."""
+        """θ_i ← Σ_j w_ij θ_j (of `source`, default the current parameters): w (n, m), source (m, ...)."""
         source = source or self.flat()
         for k, v in source.items():
             self.params[k].copy_(torch.einsum("ij,j...->i...", w, v))

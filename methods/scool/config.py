@@ -12,6 +12,7 @@ from runners.schemas import check_choice
 # local: no communication · fedavg: one global average · dpsgd: Dirac-delta prior (a fixed graph) ·
 # scool_sbm / scool_attention: the learned cooperation graph with the SBM or the attention prior.
 ALGOS = ("local", "fedavg", "dpsgd", "scool_sbm", "scool_attention")
+ATT_ENCODERS = ("paper", "official")
 # noniid: c random classes per device · noniid_sbm: groups of devices with identical classes ·
 # conflict: pairs of groups share their inputs but one of the pair permutes the labels.
 PARTITIONS = ("noniid", "noniid_sbm", "conflict")
@@ -21,8 +22,9 @@ MODELS = ("mlp", "cnn")
 @dataclass
 class SCooLConfig:
     _target_: str = "methods.scool.method.SCooL"
-    # Multi-process strategies it supports (runners.distributed.strategy_refusal): none.
-    strategies: ClassVar[tuple[str, ...]] = ()
+    # Multi-process strategies it supports (runners.distributed.strategy_refusal): ddp, each rank simulating
+    # n_devices / world of the devices (methods/scool/shard.py).
+    strategies: ClassVar[tuple[str, ...]] = ("ddp",)
     name: str = "scool"
     algo: str = "scool_sbm"
     partition: str = "noniid"
@@ -71,12 +73,22 @@ class SCooLConfig:
     # Keep φ between rounds (variational EM). The official code re-fits from a random φ every round with
     # 2 iterations: sbm_warm_start=false, sbm_iters=2.
     sbm_warm_start: bool = True
-    # Attention prior (eqs. 29–31): loss softmax temperature (None: the official scripts' 2 for non-IID,
-    # 9 for non-IID-SBM and conflict), encoder width, its Adam lr and steps per round.
+    # Attention prior (eqs. 25–31, methods/scool/attention.py): loss softmax temperature (None: the official
+    # scripts' 2 for non-IID, 9 for non-IID-SBM and conflict). `att_encoder`: paper (the default, as the
+    # project follows the paper where it and the code differ): one encoder shared by all devices, widths
+    # (10, 5), Adam lr 0.1, weight decay 0.01 (App. C.1), trained towards the E-step's w (eq. 31);
+    # official (SCooL_ATTENTION.py): one encoder per device, widths (10, 20), AdamW lr 0.2 (the scripts'
+    # --mixing_lr), betas (0.9, 0.99), weight decay 0.01, trained towards ŵ = softmax(−L/scale), the
+    # encoders averaged over devices after every round (`att_average`, official mode only; false: never),
+    # and the sparsification mask taken from ŵ (the paper: from the learned w). None below: the mode's
+    # value. Steps per round: the official --mixing_updates 1 (the paper gives none).
     att_scale: float | None = None
-    att_dim: int = 32
-    att_lr: float = 1e-3
-    att_steps: int = 10
+    att_encoder: str = "paper"
+    att_dims: list[int] | None = None
+    att_lr: float | None = None
+    att_weight_decay: float = 0.01
+    att_steps: int = 1
+    att_average: bool = True
     # After round `sparsify_round` (-1: never) keep int(sparsify_keep · n) devices, the device itself
     # included, by mixing weight (training_utils.py, select_top_faction_mixing_weight_mask). None: the
     # official scripts' mask_fraction, 0.1 for non-IID (10 of 100) and 0.2 for non-IID-SBM (and conflict).
@@ -97,6 +109,16 @@ class SCooLConfig:
             return self.att_scale
         return 2.0 if self.partition == "noniid" else 9.0
 
+    def att_dims_for(self) -> list[int]:
+        if self.att_dims is not None:
+            return list(self.att_dims)
+        return [10, 20] if self.att_encoder == "official" else [10, 5]
+
+    def att_lr_for(self) -> float:
+        if self.att_lr is not None:
+            return self.att_lr
+        return 0.2 if self.att_encoder == "official" else 0.1
+
     def sparsify_keep_for(self) -> float:
         if self.sparsify_keep is not None:
             return self.sparsify_keep
@@ -108,10 +130,16 @@ class SCooLConfig:
         return max(2, num_classes // 10)
 
     def __post_init__(self) -> None:
-        for key, valid in (("algo", ALGOS), ("partition", PARTITIONS), ("model", MODELS)):
+        choices = (
+            ("algo", ALGOS),
+            ("partition", PARTITIONS),
+            ("model", MODELS),
+            ("att_encoder", ATT_ENCODERS),
+        )
+        for key, valid in choices:
             check_choice(f"method.{key}", getattr(self, key), valid)
         positive = ("n_devices", "groups", "rounds", "local_steps", "batch_size", "eval_chunk")
-        for key in (*positive, "loss_batch", "sbm_iters", "att_dim", "eval_every"):
+        for key in (*positive, "loss_batch", "sbm_iters", "att_steps", "eval_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"method.{key}={getattr(self, key)} must be >= 1")
         if self.partition == "conflict" and self.groups % 2:
@@ -124,6 +152,8 @@ class SCooLConfig:
             raise ValueError(f"method.classes_per_device={self.classes_per_device} must be >= 1")
         if self.sparsify_keep is not None and not 0 < self.sparsify_keep <= 1:
             raise ValueError(f"method.sparsify_keep={self.sparsify_keep} must be in (0, 1]")
+        if self.att_dims is not None and (not self.att_dims or min(self.att_dims) < 1):
+            raise ValueError(f"method.att_dims={self.att_dims} must be a non-empty list of widths >= 1")
         if not 0 < self.fedavg_fraction <= 1:
             raise ValueError(f"method.fedavg_fraction={self.fedavg_fraction} must be in (0, 1]")
 

@@ -11,6 +11,7 @@ holds everything else (parameters, φ, encoder, mask, curves), so a resumed run 
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -20,7 +21,13 @@ from lightning.fabric import Fabric
 
 from data.config import ImageDataConfig
 from data.vision.datasets import load_image_splits
-from methods.scool.attention import UpdateEncoder, attention_mixing
+from methods.scool.attention import (
+    UpdateEncoders,
+    attention_round,
+    average_encoders,
+    loss_weights,
+    make_optimizer,
+)
 from methods.scool.augment import augment, channel_stats, normalize
 from methods.scool.batched import BatchedDevices, make_model
 from methods.scool.config import SCooLConfig
@@ -28,6 +35,7 @@ from methods.scool.graph import apply_mask, dpsgd_graph, fedavg_weights, in_grou
 from methods.scool.partition import device_test_sets, make_partition
 from methods.scool.plot import plot_graph
 from methods.scool.sbm import block_matrix, random_memberships, sbm_estep, sbm_mixing, self_edges
+from methods.scool.shard import DeviceShard
 from runners.context import RunContext
 from runners.contract import LoopMethod
 
@@ -78,6 +86,8 @@ class SCooL(LoopMethod):
     def run(self, ctx: RunContext, fabric: Fabric) -> dict[str, float]:
         cfg, device = self.cfg, fabric.device
         n = cfg.n_devices
+        shard = DeviceShard.from_fabric(fabric, n)  # this rank's devices (all of them in one process)
+        mine, k = shard.rows, shard.size
         train, test = load_image_splits(ctx.cfg.data or ImageDataConfig(), seed=ctx.seed)
         num_classes = train.num_classes
         rng = np.random.default_rng(ctx.seed)
@@ -95,73 +105,97 @@ class SCooL(LoopMethod):
         idx = torch.as_tensor(part.indices)
         mean, std = channel_stats(getattr(ctx.cfg.data, "name", "digits"), train.images)
 
-        def prepare(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        def prepare(
+            x: torch.Tensor, gen: torch.Generator | None, of: tuple[int, int] | None = None
+        ) -> torch.Tensor:
             """A local batch through the official training transform (gen) or the test one (None)."""
             if cfg.augment and gen is not None:
-                x = augment(x, gen)
+                x = augment(x, gen, of=of)
             return normalize(x, mean, std) if cfg.normalize else x
 
+        # Every rank holds every device's data: the cross-loss batches come from all devices.
         local_x = train.images[idx].to(device)  # (n, m, C, H, W)
         local_y = torch.gather(maps, 1, train.labels[idx]).to(device)  # each device's own labels
         t_idx, t_mask = device_test_sets(test.labels.numpy(), part)
-        t_idx = torch.as_tensor(t_idx)
+        t_idx = torch.as_tensor(t_idx)[mine]
         test_x = prepare(test.images[t_idx].to(device), None)
-        test_y = torch.gather(maps, 1, test.labels[t_idx]).to(device)
-        test_mask = torch.as_tensor(t_mask).to(device)
-        own = own_outputs(part.label_map, part.classes).to(device)
+        test_y = torch.gather(maps[mine], 1, test.labels[t_idx]).to(device)
+        test_mask = torch.as_tensor(t_mask)[mine].to(device)
+        own = own_outputs(part.label_map, part.classes)[mine].to(device)
         group = torch.as_tensor(part.group)
         m = idx.shape[1]
         log.info(
-            "scool: %d devices × %d samples (%s), %d true groups", n, m, cfg.partition, len(set(part.group))
+            "scool: %d devices × %d samples (%s), %d true groups; this process simulates devices %d..%d",
+            n,
+            m,
+            cfg.partition,
+            len(set(part.group)),
+            shard.lo,
+            shard.hi - 1,
         )
 
-        torch.manual_seed(ctx.seed)  # the same initialisation on every device (paper)
+        torch.manual_seed(ctx.seed)  # the same initialisation on every device (paper), on every rank
         model = make_model(cfg.model, tuple(train.images.shape[1:]), num_classes, cfg.hidden_dims)
-        devs = BatchedDevices(model.to(device), n)
-        init = devs.flat()
-        rows = torch.arange(n, device=device)[:, None]
+        devs = BatchedDevices(model.to(device), k)
+        init = {key: v[:1] for key, v in devs.flat().items()}  # θ^0, common to all devices
+        rows = torch.arange(k, device=device)[:, None]
+        all_rows = torch.arange(n, device=device)[:, None]
+        my_ids = torch.arange(shard.lo, shard.hi, device=device)
 
         gen0 = torch.Generator().manual_seed(ctx.seed)
         fixed = dpsgd_graph(n, cfg.dpsgd_neighbours, gen0).to(device)
         k_blocks = cfg.sbm_blocks or cfg.groups
         b = block_matrix(k_blocks, cfg.sbm_b_in, cfg.sbm_b_out).to(device)
         phi = random_memberships(n, k_blocks, gen0).to(device)
-        encoder = UpdateEncoder({k: v[0].numel() for k, v in init.items()}, cfg.att_dim).to(device)
-        enc_opt = torch.optim.Adam(encoder.parameters(), lr=cfg.att_lr)
+        official = cfg.att_encoder == "official"
+        encoder = UpdateEncoders(
+            {key: v.shape[1:] for key, v in init.items()}, cfg.att_dims_for(), k if official else 1
+        ).to(device)
+        enc_opt = make_optimizer(encoder, official, cfg.att_lr_for(), cfg.att_weight_decay)
         mask, w = None, torch.eye(n, device=device)
         start, metrics = 0, {}
 
         state = ctx.checkpoint.load()
-        if state is not None:
-            devs.load(state["params"])
+        if state is not None:  # the full state of all n devices, on every rank: each takes its own
+            devs.load({key: v[mine] for key, v in state["params"].items()})
             phi, mask, w, metrics = state["phi"], state["mask"], state["w"], state["metrics"]
-            encoder.load_state_dict(state["encoder"])
-            enc_opt.load_state_dict(state["enc_opt"])
+            load_encoder_state(
+                encoder, enc_opt, state["encoder"], state["enc_opt"], shard if official else None
+            )
             start = state["round"] + 1
             log.info("resumed from %s after round %d", ctx.checkpoint.path, state["round"])
 
         with ctx.progress(cfg.rounds, f"scool {cfg.algo}/{cfg.partition} seed {ctx.seed}", start) as bar:
             for rnd in range(start, cfg.rounds):
+                # Every rank draws the whole round's randomness (all n devices) and uses its own share.
                 gen = torch.Generator().manual_seed(ctx.seed * 100_003 + rnd)
                 before = devs.flat()
-                train_loss = 0.0
+                train_loss = torch.zeros(())
                 for _ in range(cfg.local_steps):
-                    pick = torch.randint(m, (n, cfg.batch_size), generator=gen).to(device)
-                    train_loss = devs.sgd_step(
-                        prepare(local_x[rows, pick], gen), local_y[rows, pick], cfg.lr, cfg.weight_decay
+                    pick = torch.randint(m, (n, cfg.batch_size), generator=gen)[mine].to(device)
+                    x = prepare(
+                        local_x[mine][rows, pick], gen, of=(n * cfg.batch_size, shard.lo * cfg.batch_size)
                     )
+                    step_loss = devs.sgd_step(x, local_y[mine][rows, pick], cfg.lr, cfg.weight_decay)
+                    train_loss = torch.tensor(step_loss * k)
+                train_loss = float(shard.all_sum(train_loss.reshape(1))[0]) / n
                 after = devs.flat()
                 extra: dict[str, float] = {}
 
-                if cfg.algo == "fedavg":
-                    w = fedavg_weights(n, cfg.fedavg_fraction, gen).to(device)
-                    devs.mix(w)
-                elif cfg.algo == "dpsgd":
-                    w = fixed
-                    devs.mix(w)
+                if cfg.algo in ("fedavg", "dpsgd"):
+                    w = (
+                        fedavg_weights(n, cfg.fedavg_fraction, gen).to(device)
+                        if cfg.algo == "fedavg"
+                        else fixed
+                    )
+                    devs.mix(w[mine], shard.gather_dict(after))
                 elif cfg.algo.startswith("scool"):
                     pick = torch.randint(m, (n, cfg.loss_batch), generator=gen).to(device)
-                    cross = devs.cross_loss(prepare(local_x[rows, pick], gen), local_y[rows, pick])
+                    # L: this rank's models on every device's batch, rows all-gathered (n, n)
+                    cross = shard.gather(
+                        devs.cross_loss(prepare(local_x[all_rows, pick], gen), local_y[all_rows, pick])
+                    )
+                    after_all = shard.gather_dict(after)
                     if cfg.algo == "scool_sbm":
                         if not cfg.sbm_warm_start:  # the official code: a fresh random φ every round
                             phi = random_memberships(n, k_blocks, gen).to(device)
@@ -171,26 +205,45 @@ class SCooL(LoopMethod):
                         own_w = self_edges(-cross, phi, b, cfg.sbm_scale_for()) if cfg.sbm_self_edge else None
                         w = sbm_mixing(edges, own_w)
                         extra["edge_mean"] = float(edges.sum() / (n * (n - 1)))
+                        select = w
                     else:
-                        updates = {k: after[k] - init[k] for k in after}
-                        w, enc_loss = attention_mixing(
-                            encoder, enc_opt, updates, cross, cfg.att_scale_for(), cfg.att_steps
+                        sign = -1.0 if official else 1.0  # official: θ^0 − θ; paper (eq. 26): θ − θ^0
+                        updates = {key: sign * (after_all[key] - init[key]) for key in after_all}
+                        att = attention_round(
+                            encoder,
+                            enc_opt,
+                            updates,
+                            cross[mine],
+                            my_ids,
+                            cfg.att_scale_for(),
+                            cfg.att_steps,
+                            official,
+                            None if mask is None else mask[mine],
+                            shard,
                         )
-                        extra["encoder_loss"] = enc_loss
+                        if official and cfg.att_average:
+                            average_encoders(encoder, shard)
+                        w = shard.gather(att.w)
+                        extra["encoder_loss"] = att.loss / n
+                        select = loss_weights(cross, cfg.att_scale_for()) if official else w
                     if cfg.sparsify_round >= 0 and rnd == cfg.sparsify_round:
-                        mask = sparsify_mask(w, cfg.sparsify_keep_for())
+                        mask = sparsify_mask(select, cfg.sparsify_keep_for())
                     w = apply_mask(w, mask)
-                    # M-step (eq. 22, official code): θ_i ← θ_i^start − Σ_j w_ij (θ_j^start − θ_j^end)
+                    # M-step (eq. 22, official code): θ_i ← θ_i^start − Σ_j w_ij (θ_j^start − θ_j^end),
+                    # this rank's rows i over all devices j
+                    before_all = shard.gather_dict(before)
                     devs.load(
                         {
-                            k: before[k] - torch.einsum("ij,j...->i...", w, before[k] - after[k])
-                            for k in before
+                            key: before[key]
+                            - torch.einsum("ij,j...->i...", w[mine], before_all[key] - after_all[key])
+                            for key in before
                         }
                     )
 
                 last = rnd == cfg.rounds - 1
                 if (rnd + 1) % cfg.eval_every == 0 or last:
                     acc, acc_all = self.evaluate(devs, test_x, test_y, test_mask, own)
+                    acc, acc_all = shard.gather(acc), shard.gather(acc_all)
                     metrics = {
                         "accuracy": float(acc.mean()),
                         "accuracy_min": float(acc.min()),
@@ -203,21 +256,58 @@ class SCooL(LoopMethod):
 
                 every = ctx.cfg.checkpoint_every
                 if every > 0 and (rnd + 1) % every == 0 and not last:
-                    ctx.checkpoint.save(
-                        {
-                            "params": devs.flat(),
-                            "phi": phi,
-                            "mask": mask,
-                            "w": w,
-                            "metrics": metrics,
-                            "encoder": encoder.state_dict(),
-                            "enc_opt": enc_opt.state_dict(),
-                            "round": rnd,
-                        }
-                    )
+                    # the whole run's state (gathered: a collective on every rank), written by rank 0
+                    params = shard.gather_dict(devs.flat())
+                    enc_state, opt_state = encoder_state(encoder, enc_opt, shard if official else None)
+                    if shard.rank == 0:
+                        ctx.checkpoint.save(
+                            {
+                                "params": params,
+                                "phi": phi,
+                                "mask": mask,
+                                "w": w,
+                                "metrics": metrics,
+                                "encoder": enc_state,
+                                "enc_opt": opt_state,
+                                "round": rnd,
+                            }
+                        )
                 bar.update()
 
-        if cfg.algo != "local":
+        if cfg.algo != "local" and shard.rank == 0:
             plot_graph(ctx.out_dir / "graph.png", w.cpu().numpy(), part.group, f"{cfg.algo}, {cfg.partition}")
             np.save(ctx.out_dir / "graph.npy", w.cpu().numpy())
         return metrics
+
+
+def encoder_state(
+    enc: UpdateEncoders, opt: torch.optim.Optimizer, shard: DeviceShard | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The encoders' and their optimiser's state; per-device encoders (shard given) gathered over ranks,
+    so a checkpoint holds all n devices' whatever the number of processes."""
+    model, optim = enc.state_dict(), copy.deepcopy(opt.state_dict())
+    if shard is None:
+        return model, optim
+    model = {key: shard.gather(v) for key, v in model.items()}
+    for st in optim["state"].values():
+        for key in ("exp_avg", "exp_avg_sq"):
+            st[key] = shard.gather(st[key])
+    return model, optim
+
+
+def load_encoder_state(
+    enc: UpdateEncoders,
+    opt: torch.optim.Optimizer,
+    model: dict[str, Any],
+    optim: dict[str, Any],
+    shard: DeviceShard | None,
+) -> None:
+    """`encoder_state`'s inverse: each rank takes its devices' encoders."""
+    if shard is not None:
+        model = {key: v[shard.rows] for key, v in model.items()}
+        optim = copy.deepcopy(optim)
+        for st in optim["state"].values():
+            for key in ("exp_avg", "exp_avg_sq"):
+                st[key] = st[key][shard.rows]
+    enc.load_state_dict(model)
+    opt.load_state_dict(optim)
