@@ -238,6 +238,10 @@ def validate_overrides(argv: Sequence[str], check_machine: bool = False) -> Dict
                 message = _valid_keys_message(overrides, key)
         raise ConfigError(message) from None
     check_schemas(cfg)
+    from runners.distributed import cluster_tasks_refusal  # launcher=slurm sizes jobs from hardware
+
+    if (refusal := cluster_tasks_refusal(cfg, overrides)) is not None:
+        raise ConfigError(refusal)
     if check_machine:
         check_data_files(cfg)
         check_hub_names(cfg)
