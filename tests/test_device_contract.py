@@ -256,13 +256,7 @@ METHODS = [
     ),
     "diffusion_cls",
     "ifd",
-    pytest.param(
-        "alpagasus",
-        marks=_breach(
-            "the local grader LM stays on the default device: methods/alpagasus/method.py must pass "
-            "device=ctx.device to grade_by_score_logits (grading.py takes it)"
-        ),
-    ),
+    "alpagasus",
 ]
 
 
