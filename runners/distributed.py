@@ -57,6 +57,18 @@ class WorkerFinished(Exception):
     and a later fit launches fresh ranks that reuse rank 0's finished stages. The worker runner returns."""
 
 
+def accumulation(batch_size: int, micro_batch_size: int, world: int) -> int:
+    """Micro-batches each rank accumulates per optimizer step, so that ``batch_size`` stays the global
+    batch whatever the number of ranks (the official recipes: 4 GPUs × per-device batch × accumulation)."""
+    per_step = micro_batch_size * world
+    if batch_size % per_step:
+        raise ValueError(
+            f"method.tuning.batch_size={batch_size} must be a multiple of micro_batch_size × ranks = "
+            f"{micro_batch_size} × {world}: change method.tuning.micro_batch_size or hardware.devices"
+        )
+    return batch_size // per_step
+
+
 # Multi-process strategy families (Lightning's strategy names start with these).
 MULTI_PROCESS = ("ddp", "fsdp", "deepspeed")
 
@@ -140,3 +152,21 @@ def cluster_tasks_refusal(cfg: DictConfig, overrides: list[str]) -> str | None:
         f"hardware.devices=<GPUs per node>, a positive number such as hardware.devices=4, not {devices!r}: "
         "each job is submitted with that many tasks and GPUs per node (and hardware.num_nodes nodes)"
     )
+
+
+def tuning_batch_refusal(cfg: DictConfig) -> str | None:
+    """A method's ``tuning.batch_size`` that the planned ranks cannot split into equal micro-batches,
+    said at compose time instead of when the fit starts (data.instructions.tuning)."""
+    method, hardware = cfg.get("method"), cfg.get("hardware")
+    tuning = method.get("tuning") if isinstance(method, DictConfig) else None
+    if not isinstance(tuning, DictConfig) or not isinstance(hardware, DictConfig):
+        return None
+    if "batch_size" not in tuning or "micro_batch_size" not in tuning:
+        return None
+    if str(hardware.get("devices")) in ("-1", "auto"):  # counted only when the fit starts (needs torch)
+        return None
+    try:
+        accumulation(int(tuning.batch_size), int(tuning.micro_batch_size), planned_world_size(hardware))
+    except ValueError as ex:
+        return str(ex)
+    return None

@@ -166,9 +166,9 @@ def check_schemas(cfg: DictConfig) -> None:
         raise ConfigError(str(ex)) from None
     except OmegaConfBaseException as ex:
         raise ConfigError(str(ex).splitlines()[0]) from None
-    from runners.distributed import strategy_refusal  # the method's declared strategies (issue 16)
+    from runners.distributed import strategy_refusal, tuning_batch_refusal  # issue 16
 
-    refusal = strategy_refusal(cfg)
+    refusal = strategy_refusal(cfg) or tuning_batch_refusal(cfg)
     if refusal:
         raise ConfigError(refusal)
     hardware = cfg.get("hardware")

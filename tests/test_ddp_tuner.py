@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from data.instructions.parallel_fit import accumulation, fit_episode, strategy_for
+from data.instructions.parallel_fit import fit_episode, strategy_for
+from runners.distributed import accumulation
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,3 +106,13 @@ def test_fsdp_on_cpus_is_refused_at_compose_time(cli) -> None:
     assert "needs CUDA GPUs" in out.stdout + out.stderr and "hardware=ddp hardware.accelerator=cpu" in (
         out.stdout + out.stderr
     )
+
+
+def test_a_batch_the_ranks_cannot_split_is_refused_at_compose_time() -> None:
+    from runners.validate import ConfigError, validate_overrides
+
+    ddp = ["scale=smoke", "hardware=ddp", "hardware.accelerator=cpu", "hardware.devices=2"]
+    with pytest.raises(ConfigError, match=r"method.tuning.batch_size=8 .* 8 × 2"):
+        validate_overrides(["method=ifd", *ddp])
+    cfg = validate_overrides(["method=alpagasus", *ddp, "method.tuning.micro_batch_size=4"])
+    assert cfg.method.tuning.micro_batch_size == 4

@@ -41,18 +41,6 @@ def world_size(hardware: Any) -> int:
     return planned_world_size(hardware) if hardware is not None else 1
 
 
-def accumulation(batch_size: int, micro_batch_size: int, world: int) -> int:
-    """Micro-batches each rank accumulates per optimizer step, so that ``batch_size`` stays the global
-    batch whatever the number of ranks (the official recipes: 4 GPUs × per-device batch × accumulation)."""
-    per_step = micro_batch_size * world
-    if batch_size % per_step:
-        raise ValueError(
-            f"method.tuning.batch_size={batch_size} must be a multiple of micro_batch_size × ranks = "
-            f"{micro_batch_size} × {world}: change method.tuning.micro_batch_size or hardware.devices"
-        )
-    return batch_size // per_step
-
-
 def decoder_layer_classes(model: Any) -> set[type[torch.nn.Module]]:
     """The classes of the model's decoder layers (transformers' ``_no_split_modules``, e.g.
     ``LlamaDecoderLayer``): FSDP's auto-wrap policy, one unit per layer, as the official

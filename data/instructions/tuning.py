@@ -16,9 +16,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.config import TuningConfig
-from data.instructions.parallel_fit import accumulation, fit_episode, strategy_for, unsharded, world_size
+from data.instructions.parallel_fit import fit_episode, strategy_for, unsharded, world_size
 from data.instructions.records import InstructionRecord
 from data.instructions.template import format_prompt
+from runners.distributed import accumulation
 
 
 def encode(
