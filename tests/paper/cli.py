@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+# The accelerator the rehearsals run on: cpu here; gpu when bench/gpu_check.sh swaps their overrides
+# (tests/paper/gpu_rehearsal.py).
+REHEARSAL_ACCELERATOR = os.environ.get("REPROLAB_REHEARSAL_HARDWARE", "cpu")
 
 ROOT = Path(__file__).resolve().parents[2]
 

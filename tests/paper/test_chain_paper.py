@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paper.cli import ROOT, python, report
+from tests.paper.cli import REHEARSAL_ACCELERATOR, ROOT, python, report
 from tests.paper.standins import hub_image_repo, tiny_resnet18
 
 EXPERIMENT = "conf/experiment/chain_al.yaml"
@@ -174,7 +174,7 @@ def test_rehearsal_of_the_paper_table_one_cell_one_seed(tmp_path: Path) -> None:
         assert (data["name"], data["source"], data["hub_id"], data["hub_config"]) == (
             *("cifar10", "hub", str(hub), "plain_text"),
         )
-        assert cfg["hardware"]["accelerator"] == "cpu"
+        assert cfg["hardware"]["accelerator"] == REHEARSAL_ACCELERATOR
         assert [v for _, v in record["curves"]["n_labelled"]] == [10, 20]
         assert [v for _, v in record["curves"]["n_val"]] == [10, 20]  # ⌊20 / 2⌋ more each round
         assert 0 <= record["metrics"]["accuracy"] <= 1 and 0 <= record["metrics"]["aulc"] <= 1

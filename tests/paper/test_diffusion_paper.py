@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paper.cli import python, report
+from tests.paper.cli import REHEARSAL_ACCELERATOR, python, report
 from tests.paper.standins import hub_imagenet_repo, tiny_adm_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -167,7 +167,7 @@ def test_rehearsal_of_the_paper_table_one_cell_one_seed(tmp_path: Path) -> None:
         256,
     )
     assert (data["train_split"], data["test_split"]) == ("train", "validation")
-    assert cfg["hardware"]["accelerator"] == "cpu"
+    assert cfg["hardware"]["accelerator"] == REHEARSAL_ACCELERATOR
     assert 0.0 <= record["metrics"]["test_acc"] <= 1.0
     assert not list((cache / "diffusion_cls").rglob("features/*.pt"))  # official: nothing stored
 

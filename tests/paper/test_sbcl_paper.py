@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paper.cli import python, report
+from tests.paper.cli import REHEARSAL_ACCELERATOR, python, report
 from tests.paper.standins import hub_image_repo
 
 EXPERIMENT = "conf/experiment/sbcl_lt.yaml"
@@ -131,7 +131,7 @@ def test_rehearsal_of_the_paper_table_one_cell_one_seed(tmp_path: Path) -> None:
         str(hub),
         100.0,
     )
-    assert cfg["hardware"]["accelerator"] == "cpu"
+    assert cfg["hardware"]["accelerator"] == REHEARSAL_ACCELERATOR
 
     metrics = record["metrics"]
     # The thresholds put the LT profile 110, 65, 39, 23, 14, 8, 5, 3, 1, 1 into all three groups.

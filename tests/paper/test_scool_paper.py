@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paper.cli import report
+from tests.paper.cli import REHEARSAL_ACCELERATOR, report
 from tests.paper.standins import hub_image_repo
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -125,7 +125,7 @@ def test_rehearsal_of_the_paper_table_one_cell_one_seed(tmp_path: Path) -> None:
     assert (m["algo"], m["partition"], m["sbm_blocks"]) == ("scool_sbm", "noniid", 2)
     assert (data["name"], data["source"], data["hub_id"]) == ("cifar10", "hub", str(hub))
     assert (data["hub_config"], data["image_column"], data["label_column"]) == ("plain_text", "img", "label")
-    assert cfg["hardware"]["accelerator"] == "cpu"
+    assert cfg["hardware"]["accelerator"] == REHEARSAL_ACCELERATOR
     assert 0 <= record["metrics"]["accuracy_unmasked"] <= record["metrics"]["accuracy"] <= 1
     assert [s for s, _ in record["curves"]["accuracy"]] == [1, 2]
 
