@@ -1,8 +1,10 @@
 """A KV cache for transformers (4.57 line) that really drops entries, per layer and per KV head.
 
 Each layer keeps, beside keys and values, every entry's absolute position and the softmax attention it
-has accumulated (fed by ``data.llm.attention.observed_attention``). After each attention call the layer
-evicts down to its budget with an ``EvictionPolicy``; the tensors shrink, so memory follows the budget.
+has accumulated (fed by ``data.llm.attention.observed_attention``, as column sums: the cache's ``observe``
+is a ``column_sum_observer``, so a prefill never builds the full attention matrix). After each
+attention call the layer evicts down to its budget with an ``EvictionPolicy``; the tensors shrink, so
+memory follows the budget.
 
 Positions stay correct under eviction: ``get_seq_length`` reports the tokens *seen* (so new tokens get
 the right RoPE positions; cached keys keep the rotation they were written with) and ``get_mask_sizes``
@@ -18,6 +20,7 @@ import torch
 from torch import Tensor
 from transformers.cache_utils import Cache, DynamicLayer
 
+from data.llm.attention import column_sum_observer
 from data.llm.eviction import EvictionPolicy, LayerEntries
 
 
@@ -77,11 +80,15 @@ class EvictingLayer(DynamicLayer):
         self._views()
         return self.keys, self.values
 
-    def observe(self, weights: Tensor) -> None:
+    def observe(self, weights: Tensor | None) -> None:
         """Accumulate the attention each entry received (summed over a KV head's query heads and over
-        the queries of this call: column sums at prefill), then evict down to the budget."""
+        the queries of this call: column sums at prefill), then evict down to the budget. ``weights`` are
+        the softmax weights [batch, kv_heads, groups, q_len, kv_len], or already their column sums
+        [batch, kv_heads, kv_len], or None for a policy that needs no scores."""
         if self.policy.needs_scores:
-            self.scores += weights.sum(dim=(2, 3), dtype=torch.float32)
+            if weights is None:
+                raise ValueError(f"the {type(self.policy).__name__} policy needs attention scores, got None")
+            self.scores += weights if weights.dim() == 3 else weights.sum(dim=(2, 3), dtype=torch.float32)
         excess = self.stored - self.budget
         if excess == 1:
             self._evict_one()
@@ -112,6 +119,14 @@ class EvictingLayer(DynamicLayer):
             buffer[:, :, : self.budget] = values
         self.stored = self.budget
 
+    def batch_select_indices(self, indices: Tensor) -> None:
+        """Keep rows ``indices`` of the batch (transformers' contrastive search; batched benchmarks), as
+        fresh buffers: a shallow copy of this layer that selects leaves the original's buffers intact."""
+        if self.is_initialized:
+            self._k, self._v, self._pos, self._score = (buffer[indices] for buffer in self._buffers())
+            self._shape = (self._k.shape[0], self._k.shape[1])
+            self._views()
+
     def get_seq_length(self) -> int:
         return self.seen
 
@@ -132,7 +147,13 @@ class EvictingCache(Cache):
         super().__init__(layers=[EvictingLayer(policy, budget) for _ in range(num_layers)])
         self.policy, self.budget = policy, budget
 
-    def observe(self, layer_idx: int, weights: Tensor) -> None:
+    @property
+    def needs_scores(self) -> bool:
+        """Whether attention must compute scores for this cache (else plain SDPA serves it)."""
+        return self.policy.needs_scores
+
+    @column_sum_observer
+    def observe(self, layer_idx: int, weights: Tensor | None) -> None:
         self.layers[layer_idx].observe(weights)
 
     def nbytes(self) -> int:
