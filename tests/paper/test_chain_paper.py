@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paper.cli import REHEARSAL_ACCELERATOR, ROOT, python, report
+from tests.paper.cli import REHEARSAL_ACCELERATOR, markdown_rows, python, report, sweep_grid
 from tests.paper.standins import hub_image_repo, tiny_resnet18
 
 EXPERIMENT = "conf/experiment/chain_al.yaml"
@@ -25,27 +25,8 @@ EXPERIMENT = "conf/experiment/chain_al.yaml"
 TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257}
 
 
-def sweep_grid(scale: str) -> tuple[dict[str, list[str]], object]:
-    """The sweeper's parameters at ``scale`` as Hydra's basic sweeper expands them, and the config."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from runners.schemas import register_all
-
-    register_all()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", ["experiment=chain_al", f"scale={scale}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
-    overrides = OverridesParser.create().parse_overrides([f"{key}={params[key]}" for key in params])
-    grid = {
-        o.key_or_group: list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.value())]
-        for o in overrides
-    }
-    return grid, cfg
-
-
 def test_paper_grid_is_coldstartals_protocol_on_the_three_benchmarks_and_small_stays_offline() -> None:
-    grid, cfg = sweep_grid("paper")
+    grid, cfg = sweep_grid("chain_al", "paper")
     assert grid["data"] == ["cifar10", "cifar100", "svhn"] and grid["hardware"] == ["gpu"]
     assert grid["method.model"] == ["linear", "finetune"]  # the paper's linear and deep settings
     assert grid["method.strategy"] == ["entropy", "margin", "largest_margin", "least_confidence"]
@@ -65,7 +46,7 @@ def test_paper_grid_is_coldstartals_protocol_on_the_three_benchmarks_and_small_s
     paper = cfg.report.paper.metrics.accuracy
     assert len(paper) == 24 and all(v is None for row in paper.values() for v in row.values())
 
-    small, small_cfg = sweep_grid("small")
+    small, small_cfg = sweep_grid("chain_al", "small")
     assert (
         small["data"] == ["digits"] and small["hardware"] == ["cpu"] and small["method.model"] == ["linear"]
     )
@@ -115,15 +96,6 @@ def test_paper_sweep_checks_its_first_jobs_gpu_and_hub_data_before_launching(tmp
     assert "Traceback" not in out.stderr
     out = python(*base, f"data.hub_id={tmp_path}", env=env, timeout=60)
     assert out.returncode == 2 and "hardware=gpu asks for a CUDA GPU" in out.stderr, out.stderr[-2000:]
-
-
-def markdown_rows(text: str, heading: str) -> list[dict[str, str]]:
-    """The table under ``## heading`` as a list of {column: cell}."""
-    block = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    lines = [line for line in block.splitlines() if line.startswith("|")]
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
-    return [dict(zip(head, row, strict=True)) for row in rows]
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paper.cli import REHEARSAL_ACCELERATOR, python, report
+from tests.paper.cli import REHEARSAL_ACCELERATOR, markdown_rows, python, report, sweep_grid
 from tests.paper.standins import hub_imagenet_repo, tiny_adm_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -28,27 +28,8 @@ EXPERIMENT = "conf/experiment/diffusion_probe.yaml"
 TINY_ADM = {"num_channels": 32, "num_head_channels": 32}
 
 
-def sweep_grid(scale: str) -> tuple[dict[str, list[str]], object]:
-    """The sweeper's parameters at ``scale`` as Hydra's basic sweeper expands them, and the config."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from runners.schemas import register_all
-
-    register_all()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", ["experiment=diffusion_probe", f"scale={scale}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
-    overrides = OverridesParser.create().parse_overrides([f"{key}={params[key]}" for key in params])
-    grid = {
-        o.key_or_group: list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.value())]
-        for o in overrides
-    }
-    return grid, cfg
-
-
 def test_paper_grid_is_the_adm_linear_probe_on_imagenet_and_fgvc_on_gpu_and_small_stays_offline() -> None:
-    grid, cfg = sweep_grid("paper")
+    grid, cfg = sweep_grid("diffusion_probe", "paper")
     assert grid["data"] == ["imagenet1k", "aircraft", "cars", "flowers102"] and grid["hardware"] == ["gpu"]
     assert grid["method.block"] == ["24"] and grid["method.t"] == ["90"]
     m = cfg.method
@@ -70,7 +51,7 @@ def test_paper_grid_is_the_adm_linear_probe_on_imagenet_and_fgvc_on_gpu_and_smal
     )
     assert m.val_fraction == 0.0 and m.shots == 0 and m.features == "unet"
 
-    small, small_cfg = sweep_grid("small")
+    small, small_cfg = sweep_grid("diffusion_probe", "small")
     assert small["data"] == ["digits"] and small["hardware"] == ["cpu"]
     assert small["method.block"] == ["down.0", "down.1", "mid", "up.0", "up.1"]
     assert small["method.t"] == ["10", "50", "150", "400"]
@@ -92,15 +73,6 @@ def test_paper_data_configs_name_the_hub_sets() -> None:
         data = compose_config(["experiment=diffusion_probe", "scale=paper", f"data={name}"]).data
         got = (data.hub_id, data.image_column, data.label_column, data.train_split, data.test_split)
         assert data.source == "hub" and data.image_size == 256 and got == (hub_id, image, label, train, test)
-
-
-def markdown_rows(text: str, heading: str) -> list[dict[str, str]]:
-    """The table under ``## heading`` as a list of {column: cell}."""
-    block = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    lines = [line for line in block.splitlines() if line.startswith("|")]
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
-    return [dict(zip(head, row, strict=True)) for row in rows]
 
 
 @pytest.mark.slow

