@@ -73,7 +73,13 @@ install-online: install
 	$(PIP) -c requirements.lock -r .lock-requirements.txt
 	rm -f .lock-requirements.txt
 
-.PHONY: install install-dev install-online lock run test test-fast lint format bench clean distclean \
+## install-bench: the bench extra (SBX and JAX, for bench/erc_speed.py) on top of the locked dev set
+install-bench: install-dev
+	$(call requirements,$(PYTHON),bench) > .lock-requirements.txt
+	$(PIP) -c requirements-dev.lock -r .lock-requirements.txt
+	rm -f .lock-requirements.txt
+
+.PHONY: install install-dev install-online install-bench lock run test test-fast lint format bench clean distclean \
 	table-erc table-h2o table-ifd table-alpagasus table-sbcl table-diffusion table-chain table-scool table-mera table-instructzero
 
 install: $(STAMP)
@@ -99,7 +105,7 @@ format: install-dev
 	$(PYTHON) -m ruff format .
 
 ## bench: speed against baselines measured in the same run (ratios, not absolute times)
-bench: install-dev
+bench: install-bench
 	OMP_NUM_THREADS=1 $(PYTHON) bench/startup.py
 	OMP_NUM_THREADS=1 $(PYTHON) bench/erc_speed.py --threads 1
 	OMP_NUM_THREADS=1 $(PYTHON) bench/erc_checkpoint.py --threads 1

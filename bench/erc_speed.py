@@ -1,8 +1,9 @@
-"""Environment steps per second, gradient updates included, of our SAC/ERC loop against stable-baselines3.
+"""Environment steps per second, gradient updates included, of our SAC/ERC loop against stable-baselines3
+and SBX (stable-baselines3 in JAX, the ``bench`` extra: ``make install-bench``).
 
     python bench/erc_speed.py [--task cartpole_swingup] [--steps 3000] [--threads 1] [--json PATH]
 
-All three learners run in this process on the same DMControl task (action repeat 1) with the same torch
+All learners run in this process on the same DMControl task (action repeat 1) with the same torch
 thread count, update-to-data ratio 1, batch 256, 256-256 MLPs and 256 uniformly random steps before
 learning starts. Ours is the real loop, ``ERC(**cfg).run(ctx, fabric)``; its final evaluation is switched
 off by a bench-only subclass (see ``NoEvalERC``) so only training is timed. A benchmark reports, it does not
@@ -15,6 +16,8 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported, so intra-op pools start small
 os.environ.setdefault("MUJOCO_GL", "egl")
+# JAX (SBX) on the CPU, as ours and SB3 run; main() sets XLA_FLAGS from --threads before SBX is imported.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import argparse
 import json
@@ -33,6 +36,7 @@ import torch
 from omegaconf import OmegaConf
 from stable_baselines3 import SAC
 
+from bench.targets import Target, print_targets
 from data.dmc import DMCEnv
 from methods.erc.method import ERC
 from runners.context import RunContext
@@ -45,6 +49,11 @@ TARGETS = {  # ratio name -> (numerator, denominator, minimum)
     "ours SAC / SB3 SAC": ("ours SAC", "SB3 SAC", 1.5),
     "ours ERC / SB3 SAC": ("ours ERC", "SB3 SAC", 1.5),
     "ours ERC / ours SAC": ("ours ERC", "ours SAC", 0.9),
+    # Issue 17: against SBX (SB3 in JAX, every update one jitted XLA program), at the same work.
+    # SB3's schedule: actor and alpha every step (ours policy_every=1, SBX policy_delay=1).
+    "ours SAC pe1 / SBX SAC": ("ours SAC pe1", "SBX SAC", 1.0),
+    # The official ERC schedule: actor and alpha every 2nd step (SBX also moves its targets every step).
+    "ours SAC / SBX SAC pd2": ("ours SAC", "SBX SAC pd2", 1.0),
     # Information only: our SAC doing SB3's amount of work per step (actor, α, target every step).
     "ours SAC pe1 / SB3 SAC": ("ours SAC pe1", "SB3 SAC", None),
 }
@@ -146,6 +155,62 @@ def time_sb3(task: str, steps: int, seed: int = 0) -> float:
     return time.perf_counter() - start
 
 
+def make_sbx(task: str, total: int, policy_delay: int = 1, seed: int = 0) -> Any:
+    """SBX's SAC (stable-baselines3 in JAX, the ``bench`` extra) set up as ours and SB3's are.
+
+    Same networks (256-256, two critics), batch, learning starts and one gradient step per env step;
+    ``policy_delay`` is SBX's name for our ``policy_every`` (its targets still move every critic step).
+    """
+    from sbx import SAC as SBXSAC  # the bench extra; imported here so the other learners run without it
+
+    return SBXSAC(
+        "MlpPolicy",
+        GymDMC(task, seed=seed),
+        batch_size=BATCH_SIZE,
+        learning_starts=LEARNING_STARTS,
+        train_freq=1,
+        gradient_steps=1,
+        policy_delay=policy_delay,
+        buffer_size=total,
+        policy_kwargs=dict(net_arch=HIDDEN),
+        seed=seed,
+        verbose=0,
+    )
+
+
+def time_sbx(task: str, steps: int, policy_delay: int = 1, seed: int = 0) -> float:
+    """Seconds to build SBX's SAC and ``learn`` LEARNING_STARTS + ``steps`` env steps.
+
+    As for SB3, building the model is timed; so is XLA's compilation of its update, which each new
+    model pays again in its first learning step (a cost an SBX user pays once per run too).
+    """
+    total = LEARNING_STARTS + steps
+    start = time.perf_counter()
+    make_sbx(task, total, policy_delay, seed).learn(total)
+    return time.perf_counter() - start
+
+
+def sbx_available() -> bool:
+    try:
+        import sbx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def compute_ratios(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each of TARGETS' steps/s ratios; value None where a learner did not run (SBX not installed)."""
+    ratios = {}
+    for ratio, (num, den, target) in TARGETS.items():
+        if num not in rows or den not in rows:
+            ratios[ratio] = {"value": None, "target": target, "pass": None}
+            continue
+        value = rows[num]["steps_per_second"] / rows[den]["steps_per_second"]
+        verdict = None if target is None else value >= target
+        ratios[ratio] = {"value": value, "target": target, "pass": verdict}
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="cartpole_swingup")
@@ -157,6 +222,10 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    if args.threads == 1:  # XLA's CPU intra-op (Eigen) pool off: SBX on one thread, as torch is
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+        ).strip()
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     learners = {
         "ours SAC": lambda n: time_ours(args.task, 0.0, n),
@@ -164,6 +233,11 @@ def main() -> None:
         "SB3 SAC": lambda n: time_sb3(args.task, n),
         "ours SAC pe1": lambda n: time_ours(args.task, 0.0, n, policy_every=1),
     }
+    if sbx_available():
+        learners["SBX SAC"] = lambda n: time_sbx(args.task, n, policy_delay=1)
+        learners["SBX SAC pd2"] = lambda n: time_sbx(args.task, n, policy_delay=2)
+    else:
+        print("sbx is not installed (`make install-bench`): the SBX ratios have no value")
 
     # One untimed short run of each first: imports, MuJoCo model compilation, allocator and kernel
     # first-call costs land here, not in the timed runs.
@@ -181,14 +255,7 @@ def main() -> None:
         for name, s in seconds.items()
     }
 
-    ratios = {}
-    for ratio, (num, den, target) in TARGETS.items():
-        value = rows[num]["steps_per_second"] / rows[den]["steps_per_second"]
-        ratios[ratio] = {
-            "value": value,
-            "target": target,
-            "pass": None if target is None else value >= target,
-        }
+    ratios = compute_ratios(rows)
 
     print(
         f"\ntask {args.task}, torch threads {torch.get_num_threads()}, OMP_NUM_THREADS "
@@ -205,18 +272,23 @@ def main() -> None:
     print("timed: building the learner (envs, nets, optimisers) + the whole training run, no evaluation")
     print("  (ours: the bar's 'return 0.0' is the stubbed-out final evaluation; SB3 SAC: model.learn)")
     print("ours updates actor, alpha and targets every 2nd critic step (policy_every=2, the ERC code's")
-    print("  default), SB3 every step; 'ours SAC pe1' is ours with policy_every=1, the same work as SB3\n")
+    print("  default), SB3 every step; 'ours SAC pe1' is ours with policy_every=1, the same work as SB3;")
+    print("  SBX SAC (JAX, one jitted program per update) every step, 'SBX SAC pd2' with policy_delay=2")
+    print(f"  (SBX's JAX on the CPU, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})\n")
     print(f"{'learner':<13} {'steps':>7} {'seconds':>9} {'steps/s':>9}")
     for name, row in rows.items():
         print(f"{name:<13} {row['steps']:>7} {row['seconds']:>9.2f} {row['steps_per_second']:>9.1f}")
     print()
     for ratio, r in ratios.items():
-        verdict = (
-            "(info)"
-            if r["target"] is None
-            else f"(target >= {r['target']})  " + ("PASS" if r["pass"] else "MISS")
-        )
-        print(f"{ratio:<23} {r['value']:5.2f}  {verdict}")
+        if r["target"] is None and r["value"] is not None:
+            print(f"{ratio:<23} {r['value']:5.2f}  (info)")
+    print()
+    targets = [Target(name, r["value"], r["target"]) for name, r in ratios.items() if r["target"] is not None]
+    print_targets(targets, "targets (steps/s ratios, same run)")
+    for t in targets:  # the issue's one-line form, for grep
+        value = "-" if t.value is None else f"{t.value:.3f}"
+        verdict = {True: "PASS", False: "MISS", None: "NO VALUE"}[t.passed]
+        print(f"TARGET {t.name}: {value} (target >= {t.bound:g}) {verdict}")
 
     if args.json is not None:
         record = {
