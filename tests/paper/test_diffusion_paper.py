@@ -49,7 +49,7 @@ def test_paper_grid_is_the_adm_linear_probe_on_imagenet_and_fgvc_on_gpu_and_smal
         7,
         0.0,
     )
-    assert m.val_fraction == 0.0 and m.shots == 0 and m.features == "unet"
+    assert m.val_fraction == pytest.approx(0.0) and m.shots == 0 and m.features == "unet"
 
     small, small_cfg = sweep_grid("diffusion_probe", "small")
     assert small["data"] == ["digits"] and small["hardware"] == ["cpu"]

@@ -128,7 +128,7 @@ def test_rehearsal_of_the_paper_table_one_model_one_budget_one_task(tmp_path) ->
         m, lm = record["config"]["method"], record["config"]["model"]
         # Sources and the cell are ours; everything else is the paper's configuration.
         assert (m["evaluation"], m["num_fewshot"], m["budget"]) == ("lm_eval", 5, 0.2)
-        assert m["heavy_fraction"] == 0.5
+        assert m["heavy_fraction"] == pytest.approx(0.5)
         assert (lm["dtype"], lm["source"]) == ("float16", "hub")
         assert 0.0 <= record["metrics"]["rte/acc"] <= 1.0
     # 4 documents × 2 choices, each a real Σ log p; under a 20% budget every query is restricted, so
