@@ -60,22 +60,30 @@ elapsed() {  # seconds since $1 (date +%s%N), one decimal
   echo "$((tenths / 10)).$((tenths % 10))"
 }
 
+# measured <name> <cmd...>: prints the plan under --dry-run (and returns 1); otherwise runs cmd with its
+# output in $OUT/<name>.log while polling GPU memory, and sets rc, secs and peak for the caller.
+measured() {
+  local name="$1" t0
+  shift
+  if [ $DRY -eq 1 ]; then
+    echo "gpu_check plan $name: $*"
+    return 1
+  fi
+  t0=$(date +%s%N)
+  mem_start "$OUT/$name.mem"
+  "$@" >"$OUT/$name.log" 2>&1
+  rc=$?
+  peak=$(mem_stop "$OUT/$name.mem")
+  secs=$(elapsed "$t0")
+}
+
 rehearsal() {  # rehearsal <method>: tests/paper/test_<method>_paper.py's rehearsal, on the GPU
-  local m="$1" log t0 rc secs peak
+  local m="$1" log rc secs peak
   log="$OUT/rehearsal-$m.jsonl"
   local cmd=(env REPROLAB_REHEARSAL_HARDWARE=gpu "REPROLAB_REHEARSAL_LOG=$log" timeout "$LIMIT" "$PY" -m pytest
     -q -x -p no:cacheprovider -p tests.paper.gpu_rehearsal -m slow -k rehearsal "tests/paper/test_${m}_paper.py")
-  if [ $DRY -eq 1 ]; then
-    echo "gpu_check plan rehearsal-$m: ${cmd[*]}"
-    return
-  fi
-  : >"$log"
-  t0=$(date +%s%N)
-  mem_start "$OUT/rehearsal-$m.mem"
-  "${cmd[@]}" >"$OUT/rehearsal-$m.log" 2>&1
-  rc=$?
-  peak=$(mem_stop "$OUT/rehearsal-$m.mem")
-  secs=$(elapsed "$t0")
+  [ $DRY -eq 1 ] || : >"$log"
+  measured "rehearsal-$m" "${cmd[@]}" || return 0
   local verdict
   verdict=$("$PY" -m tests.paper.gpu_rehearsal "$log" "$OUT/rehearsal-$m.log" "$rc")
   case "$verdict" in FAIL*) failures=$((failures + 1)) ;; esac
@@ -83,19 +91,10 @@ rehearsal() {  # rehearsal <method>: tests/paper/test_<method>_paper.py's rehear
 }
 
 bench() {  # bench <name> <script args...>: a benchmark, short; PASS when it exits 0
-  local name="$1" t0 rc secs peak
+  local name="$1" rc secs peak
   shift
   local cmd=(timeout "$LIMIT" "$PY" "$@" --json "$OUT/$name.json")
-  if [ $DRY -eq 1 ]; then
-    echo "gpu_check plan $name: ${cmd[*]}"
-    return
-  fi
-  t0=$(date +%s%N)
-  mem_start "$OUT/$name.mem"
-  "${cmd[@]}" >"$OUT/$name.log" 2>&1
-  rc=$?
-  peak=$(mem_stop "$OUT/$name.mem")
-  secs=$(elapsed "$t0")
+  measured "$name" "${cmd[@]}" || return 0
   if [ $rc -eq 0 ]; then
     echo "gpu_check $name PASS ${secs}s peak=${peak}MiB $(grep -v '^\s*$' "$OUT/$name.log" | tail -1 | cut -c1-140)"
   else
@@ -105,20 +104,11 @@ bench() {  # bench <name> <script args...>: a benchmark, short; PASS when it exi
 }
 
 smoke() {  # smoke <name> <run.py overrides...>: a smoke run; PASS when it wrote results.json
-  local name="$1" dir t0 rc secs peak
+  local name="$1" dir rc secs peak
   shift
   dir="$OUT/$name"
   local cmd=(timeout "$LIMIT" "$PY" run.py "$@" scale=smoke logger=none "hydra.run.dir=$dir")
-  if [ $DRY -eq 1 ]; then
-    echo "gpu_check plan $name: ${cmd[*]}"
-    return
-  fi
-  t0=$(date +%s%N)
-  mem_start "$OUT/$name.mem"
-  "${cmd[@]}" >"$OUT/$name.log" 2>&1
-  rc=$?
-  peak=$(mem_stop "$OUT/$name.mem")
-  secs=$(elapsed "$t0")
+  measured "$name" "${cmd[@]}" || return 0
   if [ $rc -eq 0 ] && [ -f "$dir/results.json" ]; then
     local metrics
     metrics=$("$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print(' '.join(f'{k}={v:.4g}' for k,v in list(r['metrics'].items())[:3]))" "$dir/results.json")
