@@ -77,7 +77,7 @@ def chunked_attention(
     groups = q_heads // kv_heads
     q = query.view(batch, kv_heads, groups, q_len, head_dim)
     mask = None if attention_mask is None else _mask_for_keys(attention_mask, kv_len)
-    hidden = None if mask is None else torch.finfo(mask.dtype).min / 2 if mask.is_floating_point() else None
+    hidden = torch.finfo(mask.dtype).min / 2 if mask is not None and mask.is_floating_point() else None
     out = query.new_empty(batch, kv_heads, groups, q_len, value.shape[-1])
     sums = torch.zeros(batch, kv_heads, kv_len, dtype=torch.float32, device=query.device)
     rows = max(1, CHUNK_ELEMENTS // max(1, batch * q_heads * kv_len))

@@ -25,6 +25,11 @@ from methods.h2o.query_mask import Eviction, OfficialMask, evicting
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's HF backend, when the model config names no context length
 
 
+def is_task_name(spec: str) -> bool:
+    """An lm-eval task name (its data comes from the hub), not a local task YAML file."""
+    return not spec.endswith((".yaml", ".yml")) and not Path(spec).expanduser().exists()
+
+
 def load_tasks(specs: list[str]) -> tuple[list[str], Any]:
     """``method.tasks``: lm-eval task names (their datasets come from the hub) or local task YAML files (a
     task config as lm-eval's own task folders hold, e.g. over local JSON files). Returns the task names and
@@ -40,7 +45,7 @@ def load_tasks(specs: list[str]) -> tuple[list[str], Any]:
     names, folders = [], []
     for spec in specs:
         path = Path(spec).expanduser()
-        if not spec.endswith((".yaml", ".yml")) and not path.exists():
+        if is_task_name(spec):
             names.append(spec)
             continue
         if not path.is_file():

@@ -52,8 +52,9 @@ def check_tasks_available(tasks: list[str]) -> None:
     """lm-eval task names load their datasets from the hub: refuse at once, before any weights load, when
     it cannot be reached (local task YAML files need nothing)."""
     from data.hub import hub_unreachable
+    from methods.h2o.lm_eval_tasks import is_task_name
 
-    named = [t for t in tasks if not t.endswith((".yaml", ".yml")) and not Path(t).expanduser().exists()]
+    named = [t for t in tasks if is_task_name(t)]
     why = hub_unreachable("dataset") if named else None
     if why is not None:
         raise ValueError(
@@ -119,8 +120,8 @@ class H2O(LoopMethod):
         text = read_text(cfg.text) if cfg.evaluation == "perplexity" else ""  # fails before the weights
         if cfg.evaluation == "lm_eval":
             check_tasks_available(cfg.tasks)
-        lm = load_causal_lm(model_cfg, attn_implementation=attention_for(cfg))
-        model = lm.model if model_cfg.device_map else lm.model.to(fabric.device)
+        lm = load_causal_lm(model_cfg, attn_implementation=attention_for(cfg), device=fabric.device)
+        model = lm.model
         if cfg.evaluation == "perplexity":
             return self.perplexity(ctx, model, lm.tokenizer, text)
         if cfg.evaluation == "generate":

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from data.llm.attention import observed_attention
+from data.llm.attention import _mask_for_keys, observed_attention
 from data.llm.eviction import EvictionPolicy, LayerEntries, Local, Streaming
 
 QUERY_MASK_ATTENTION = "reprolab_query_mask"
@@ -183,7 +183,7 @@ def query_mask_attention(
     q = query.reshape(batch, kv_heads, groups * length, head_dim)
     scores = (q @ key.transpose(-1, -2) * scaling).view(batch, kv_heads, groups, length, length)
     if attention_mask is not None:
-        scores = scores + attention_mask[..., -length:][:, :, None]
+        scores = scores + _mask_for_keys(attention_mask, length)[:, :, None]
     visible = eviction.visible(scores, query.dtype)
     scores = scores.masked_fill(~visible[:, :, None], float("-inf"))  # every query sees itself
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
