@@ -131,7 +131,7 @@ def test_stage1_schedule_is_the_official_cosine_to_lr_1e4_with_warmup_from_001()
     assert lr[0] == pytest.approx(0.01)  # warmup_from, an absolute lr
     assert lr[20] == pytest.approx(0.01 + 0.5 * (cosine(10) - 0.01))  # halfway through the ramp
     assert lr[40] == pytest.approx(cosine(10))  # the ramp ends on the cosine
-    assert lr[41:44] == [lr[40]] * 3  # per epoch, not per step
+    assert lr[41:44] == pytest.approx([lr[40]] * 3)  # per epoch, not per step
     assert lr[500 * spe] == pytest.approx(cosine(500))
     assert lr[-1] == pytest.approx(cosine(999)) and lr[-1] > eta_min
 
@@ -144,9 +144,9 @@ def test_stage2_step_schedule_is_linear_classifys() -> None:
     lrs = [step_lr(e, cfg) for e in range(200)]
     # adjust_learning_rate(epoch + 1): lr·e/5 for e ≤ 5, ×0.1 for e > 140, ×0.01 for e > 180.
     assert lrs[:5] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
-    assert lrs[5] == lrs[139] == pytest.approx(0.1)
-    assert lrs[140] == lrs[179] == pytest.approx(0.01)
-    assert lrs[180] == lrs[199] == pytest.approx(0.001)
+    assert lrs[5] == pytest.approx(0.1) and lrs[139] == pytest.approx(0.1)
+    assert lrs[140] == pytest.approx(0.01) and lrs[179] == pytest.approx(0.01)
+    assert lrs[180] == pytest.approx(0.001) and lrs[199] == pytest.approx(0.001)
 
 
 def test_stage2_trains_on_fresh_crop_flip_views_and_keeps_the_test_selected_figure_apart() -> None:
