@@ -70,6 +70,13 @@ def max_length(model: Any) -> int:
     return DEFAULT_MAX_LENGTH
 
 
+def scored_length(context: list[int], continuation: list[int], limit: int) -> int:
+    """The request length the budget ratio applies to: the whole request, as the official simulation
+    counts it (h2o_hf/utils_lm_eval/modify_opt.py sizes its budgets from the tokens it attends over), but
+    only the part inside lm-eval's window when the request is cut on the left (``score_request``)."""
+    return min(len(context) + len(continuation), limit + 1)
+
+
 @torch.no_grad()
 def score_request(
     model: Any,
@@ -116,7 +123,7 @@ def make_lm(method: Any, ctx: Any, model: Any, tokenizer: Any) -> Any:
             label = f"lm-eval {method.cfg.policy} {method.cfg.budget:g}"
             with ctx.progress(len(requests), label) as bar:
                 for _, context, continuation in requests:
-                    eviction = method.query_mask(len(context) + len(continuation))
+                    eviction = method.query_mask(scored_length(context, continuation, limit))
                     out.append(score_request(model, context, continuation, eviction, limit))
                     bar.update()
             return out
