@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from methods.chain.learner import Params, init_params
+from methods.chain.learner import Params, head, init_params
 
 
 class FinetuneNet:
@@ -38,7 +38,7 @@ class FinetuneNet:
         return functional_call(self.encoder, weights, (x,))
 
     def forward(self, params: Params, x: torch.Tensor) -> torch.Tensor:
-        return self.embed(params, x) @ params[-2] + params[-1]
+        return head(params, self.embed(params, x))
 
     def train(self, mode: bool) -> None:
         self.encoder.train(mode)

@@ -34,8 +34,13 @@ def embed(params: Params, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def head(params: Params, emb: torch.Tensor) -> torch.Tensor:
+    """Logits from last-layer inputs: every net here ends in the linear layer ``params[-2:]``."""
+    return emb @ params[-2] + params[-1]
+
+
 def forward(params: Params, x: torch.Tensor) -> torch.Tensor:
-    return embed(params, x) @ params[-2] + params[-1]
+    return head(params, embed(params, x))
 
 
 class FeatureNet:

@@ -18,7 +18,7 @@ from data.config import ImageDataConfig
 from data.features import extract
 from data.vision.datasets import load_image_splits
 from methods.chain.config import ChainConfig
-from methods.chain.learner import FeatureNet, Fit, MetaLambda, Net, evaluate, fit, predict
+from methods.chain.learner import FeatureNet, Fit, MetaLambda, Net, evaluate, fit, head, predict
 from methods.chain.schedule import fixed_lambda
 from methods.chain.strategies import select
 from runners.context import RunContext
@@ -193,8 +193,9 @@ class Chain(LoopMethod):
                     used[labelled] = True
                     pool = np.flatnonzero(~used)
                     pool_x = feats[torch.as_tensor(pool, device=dev)]
-                    probs = torch.softmax(predict(net, result.params, pool_x), -1)
-                    pool_emb = predict(net, result.params, pool_x, embed=True)
+                    pool_emb = predict(net, result.params, pool_x, embed=True)  # one pass over the pool
+                    with torch.no_grad():
+                        probs = torch.softmax(head(result.params, pool_emb), -1)
                     lab_emb = predict(net, result.params, feats[idx], embed=True)
                     picked = select(
                         cfg.strategy, cfg.query_size, probs, pool_emb, lab_emb, gen, ctx.seed + rnd
