@@ -187,3 +187,24 @@ def test_devices_split_evenly_over_ranks_or_refuse() -> None:
     assert (shard.lo, shard.hi, shard.size) == (20, 40, 20)
     with pytest.raises(ValueError, match=r"method.n_devices=41 must be a multiple .* \(2"):
         DeviceShard.from_fabric(_Fabric(), 41)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_one_encoder_pass_per_step_with_pi_from_the_first(
+    steps: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """π at the round's start is step 0's encoding too: `steps` passes, not steps + 1, same π."""
+    torch.manual_seed(0)
+    n = 4
+    updates = _updates(n)
+    cross = torch.rand(n, n, generator=torch.Generator().manual_seed(2)) * 3
+    enc = UpdateEncoders(SHAPES, [10, 5], 1)
+    start = copy.deepcopy(enc)
+    passes = []
+    real = UpdateEncoders.logits
+    monkeypatch.setattr(UpdateEncoders, "logits", lambda self, u, r: passes.append(1) or real(self, u, r))
+    out = attention_round(
+        enc, make_optimizer(enc, False, 0.1, 0.01), updates, cross, torch.arange(n), 2.0, steps, False
+    )
+    assert len(passes) == steps
+    torch.testing.assert_close(out.pi, torch.softmax(real(start, updates, torch.arange(n)), 1))

@@ -135,15 +135,18 @@ def attention_round(
     shard = shard or DeviceShard(n=cross_rows.shape[1])
     updates = {k: v.detach() for k, v in updates.items()}
     keep = torch.ones_like(cross_rows) if mask_rows is None else mask_rows
+    # π at the round's start is also step 0's: one encoder pass serves both
+    log_pi = masked_log_softmax(enc.logits(updates, rows), mask_rows)
     with torch.no_grad():
         log_lik = masked_log_softmax(-cross_rows / scale, mask_rows)  # log ŵ over the kept neighbours
-        pi = masked_log_softmax(enc.logits(updates, rows), mask_rows).exp()
+        pi = log_pi.detach().exp()
         w = log_lik.exp() * pi
         w = w / w.sum(1, keepdim=True)
         target = log_lik.exp() if official else w
     loss = torch.zeros(())
-    for _ in range(steps):
-        log_pi = masked_log_softmax(enc.logits(updates, rows), mask_rows)
+    for step in range(steps):
+        if step > 0:
+            log_pi = masked_log_softmax(enc.logits(updates, rows), mask_rows)
         loss = -torch.where(keep > 0, target * log_pi, torch.zeros_like(log_pi)).sum()
         opt.zero_grad()
         loss.backward()
