@@ -200,8 +200,9 @@ def load_dataset_source(source: str, *args: Any, **kwargs: Any) -> Any:
     from data.cache import cache_dir
 
     local = Path(source).expanduser()
+    if local.exists():  # a local path, `~` expanded; anything else is a hub id
+        source = str(local)
     if local.is_dir() and "cache_dir" not in kwargs:
         name = f"{local.name}-{_local_fingerprint(local)}"
         kwargs["cache_dir"] = str(cache_dir("datasets") / name)
-        source = str(local)
     return load_dataset(source, *args, **kwargs)

@@ -33,3 +33,12 @@ def test_an_edited_folder_is_read_again(tmp_path: Path, monkeypatch: pytest.Monk
     for path in folder.rglob("*.parquet"):  # a later mtime even on a coarse clock
         os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     assert len(load_dataset_source(str(folder), "plain_text", split="train")) > before
+
+
+def test_a_home_relative_folder_is_read_as_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``~/...`` is the user's folder, not a hub id: callers pass their key as written."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("REPROLAB_CACHE", str(tmp_path / "cache"))
+    hub_image_repo(tmp_path / "home" / "sets" / "cifar10", "cifar10", {"train": 3, "test": 1})
+    assert len(load_dataset_source("~/sets/cifar10", "plain_text", split="train")) > 0

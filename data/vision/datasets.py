@@ -85,8 +85,7 @@ def _hub(cfg: Any, split: str) -> tuple[np.ndarray, np.ndarray, int | None]:
         raise ValueError(
             f"data.source=hub needs data.hub_id (a hub dataset id or a local folder) for {cfg.name}"
         )
-    local = Path(cfg.hub_id).expanduser()
-    ds = load_dataset_source(str(local) if local.exists() else cfg.hub_id, cfg.hub_config, split=split)
+    ds = load_dataset_source(cfg.hub_id, cfg.hub_config, split=split)
     for column in (cfg.image_column, cfg.label_column):
         if column not in ds.column_names:
             raise ValueError(

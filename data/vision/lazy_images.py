@@ -99,7 +99,7 @@ def load_hub_split(cfg: Any, split: str) -> Any:
         )
     local = Path(cfg.hub_id).expanduser()
     try:
-        return load_dataset_source(str(local) if local.exists() else cfg.hub_id, cfg.hub_config, split=split)
+        return load_dataset_source(cfg.hub_id, cfg.hub_config, split=split)
     except Exception as ex:  # DatasetNotFoundError, GatedRepoError, ConnectionError, ... from the hub client
         text = str(ex)
         if local.exists() or not any(
