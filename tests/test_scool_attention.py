@@ -208,3 +208,38 @@ def test_one_encoder_pass_per_step_with_pi_from_the_first(
     )
     assert len(passes) == steps
     torch.testing.assert_close(out.pi, torch.softmax(real(start, updates, torch.arange(n)), 1))
+
+
+def test_paper_encoder_keeps_the_groups_on_a_model_sized_update() -> None:
+    """Updates normalised over a whole model are small per entry, so the encoder's loss gradient is small;
+    Adam's coupled L2 decay would then drive every weight to zero (π uniform). The decay is decoupled, as
+    the official AdamW applies it, and the groups survive many rounds."""
+    gen = torch.Generator().manual_seed(0)
+    n, shape = 6, (64, 50)
+    group = torch.tensor([0, 0, 0, 1, 1, 1])
+    direction = torch.randn(2, *shape, generator=gen)
+    updates = {"0.weight": direction[group] + 0.1 * torch.randn(n, *shape, generator=gen)}
+    cross = torch.where(group[:, None] == group[None, :], torch.tensor(0.1), torch.tensor(3.0))
+    torch.manual_seed(0)
+    enc = UpdateEncoders({"0.weight": shape}, [10, 5], 1)
+    opt = make_optimizer(enc, False, 0.1, 0.01)
+    shares = []
+    for _ in range(60):
+        shares.append(
+            in_group_share(
+                attention_round(enc, opt, updates, cross, torch.arange(n), 1.0, 1, False).pi, group
+            )
+        )
+    assert min(shares[30:]) > 0.8
+
+
+def test_paper_weight_decay_is_decoupled() -> None:
+    """With no loss gradient one step shrinks each weight by lr × decay (AdamW), not by ~lr (Adam + L2)."""
+    enc = UpdateEncoders({"0.weight": (4, 3)}, [10, 5], 1)
+    before = [p.detach().clone() for p in enc.parameters()]
+    opt = make_optimizer(enc, False, 0.1, 0.01)
+    for p in enc.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for p, old in zip(enc.parameters(), before, strict=True):
+        torch.testing.assert_close(p.detach(), old * (1 - 0.1 * 0.01))

@@ -12,7 +12,11 @@ Then the encoders take their steps on −Σ_j target_ij log π_ij (eq. 31).
 
 Paper and official differ (method.att_encoder picks; the paper is the default, the project's rule):
 - paper: one encoder φ shared by all devices (eqs. 26, 31), output widths (10, 5) (App. C.1), Adam lr 0.1
-  with weight decay 0.01 (C.1), target w (eq. 31's E-step posterior), update θ_i − θ^0 (eq. 26);
+  with weight decay 0.01 (C.1), target w (eq. 31's E-step posterior), update θ_i − θ^0 (eq. 26). C.1 does
+  not say how the decay is applied; we decouple it, as the official AdamW does. Coupled (L2 in Adam's
+  gradient) it dominates the encoder's small loss gradient on model-sized updates, Adam's normalisation
+  turns it into steps of ~lr towards zero, and π goes uniform (digits non-IID, seed 0: 76.7 % against
+  94.6 % decoupled);
 - official: one encoder per device (mixing_net_group), widths (10, 20), AdamW lr 0.2 (--mixing_lr),
   betas (0.9, 0.99), weight decay 0.01 (AdamW's default; --mixing_weight_decay is never passed to it),
   target ŵ (mixing_weight_group_obj), update θ^0 − θ_i (get_two_model_params_subtract(model_init,
@@ -108,11 +112,11 @@ class AttentionRound:
 def make_optimizer(
     enc: UpdateEncoders, official: bool, lr: float, weight_decay: float
 ) -> torch.optim.Optimizer:
-    """Paper C.1: Adam (L2 weight decay). Official: AdamW(betas (0.9, 0.99)). Adam and AdamW act element
-    by element, so one optimiser over the stacked encoders is one optimiser per device."""
-    if official:
-        return torch.optim.AdamW(enc.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
-    return torch.optim.Adam(enc.parameters(), lr=lr, weight_decay=weight_decay)
+    """Paper C.1: Adam with weight decay, decoupled (see the module docstring), Adam's default betas.
+    Official: AdamW(betas (0.9, 0.99)). Both act element by element, so one optimiser over the stacked
+    encoders is one optimiser per device."""
+    betas = (0.9, 0.99) if official else (0.9, 0.999)
+    return torch.optim.AdamW(enc.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 def attention_round(

@@ -76,7 +76,7 @@ class SCooLConfig:
     # Attention prior (eqs. 25–31, methods/scool/attention.py): loss softmax temperature (None: the official
     # scripts' 2 for non-IID, 9 for non-IID-SBM and conflict). `att_encoder`: paper (the default, as the
     # project follows the paper where it and the code differ): one encoder shared by all devices, widths
-    # (10, 5), Adam lr 0.1, weight decay 0.01 (App. C.1), trained towards the E-step's w (eq. 31);
+    # (10, 5), Adam lr 0.1, weight decay 0.01 decoupled (App. C.1; attention.py), trained towards w (eq. 31);
     # official (SCooL_ATTENTION.py): one encoder per device, widths (10, 20), AdamW lr 0.2 (the scripts'
     # --mixing_lr), betas (0.9, 0.99), weight decay 0.01, trained towards ŵ = softmax(−L/scale), the
     # encoders averaged over devices after every round (`att_average`, official mode only; false: never),
