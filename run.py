@@ -10,6 +10,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from runners.distributed import launched_rank_argv
 from runners.schemas import register_all
 from runners.validate import check_overrides
 
@@ -39,5 +40,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = launched_rank_argv(sys.argv[1:])  # a rank Lightning launched in a sweep job: that job
     check_overrides(sys.argv[1:])
     main()

@@ -9,6 +9,9 @@ stage files and the W&B run; the other ranks compute, then leave.
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from omegaconf import DictConfig
 
@@ -104,6 +107,66 @@ def strategy_refusal(cfg: DictConfig) -> str | None:
     )
 
 
+# What Lightning's subprocess launcher puts in rank 0's own environment (subprocess_script.py). While they
+# are set, Lightning takes the ranks as already launched and starts none.
+LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def launched_externally() -> bool:
+    """Whether torchrun or SLURM started this process as one rank of several (so it runs everything)."""
+    env = os.environ
+    slurm_tasks = int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env
+    return "RANK" in env or "TORCHELASTIC_RUN_ID" in env or slurm_tasks
+
+
+@contextmanager
+def launch_episode(*extra: str) -> Iterator[None]:
+    """Rank 0 around work for which Lightning launches ranks (one sweep job, one fit of a pipeline):
+    afterwards the process group is closed and the launcher's variables (and ``extra`` ones) are as they
+    were, so the next episode launches fresh ranks instead of waiting for ranks that have left."""
+    before = {v: os.environ.get(v) for v in (*LAUNCH_VARIABLES, *extra)}
+    try:
+        yield
+    finally:
+        dist = sys.modules.get("torch.distributed")  # imported only if some engine used it
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# Rank 0 of a sweep job puts its job here before any engine starts; the ranks Lightning launches inherit it.
+RANK_JOB_ENV = "REPROLAB_RANK_JOB"
+
+
+def publish_job_for_ranks(overrides: list[str], out_dir: str) -> None:
+    """Under ``-m``, tell the ranks Lightning will launch which job of the sweep they belong to.
+
+    Lightning's launcher re-executes rank 0's command line (``sys.argv``, subprocess_script.py's
+    ``_hydra_subprocess_cmd``), which under ``-m`` is the whole sweep: rank 1 would run job 0, then job 1,
+    ..., while rank 0 launches a fresh rank 1 per job, so ranks of different jobs (other seeds) would meet
+    in one process group. ``launched_rank_argv`` turns the inherited command back into this one job."""
+    import json
+
+    os.environ[RANK_JOB_ENV] = json.dumps({"overrides": list(overrides), "dir": str(out_dir)})
+
+
+def launched_rank_argv(argv: list[str]) -> list[str]:
+    """The command line a rank Lightning launched inside a sweep job should run: that job's overrides and
+    its run dir, not the sweep. Any other process (rank 0, a single run, torchrun or SLURM tasks, which
+    set no job) keeps ``argv``."""
+    import json
+
+    job = os.environ.get(RANK_JOB_ENV)
+    if not job or os.environ.get("LOCAL_RANK", "0") == "0" or launched_externally():
+        return argv
+    spec = json.loads(job)
+    return [*spec["overrides"], f'hydra.run.dir="{spec["dir"]}"', "hydra.output_subdir=null"]
+
+
 def adopt_submitit_local_ranks() -> None:
     """Give Lightning the ranks of a job run by submitit's *local* executor (``launcher=slurm`` with
     ``hydra/launcher=submitit_local``), which starts ``tasks_per_node`` copies of the job with only
@@ -151,6 +214,23 @@ def cluster_tasks_refusal(cfg: DictConfig, overrides: list[str]) -> str | None:
         f"launcher=slurm with hardware={hardware.get('name')} (strategy {hardware.get('strategy')}) needs "
         f"hardware.devices=<GPUs per node>, a positive number such as hardware.devices=4, not {devices!r}: "
         "each job is submitted with that many tasks and GPUs per node (and hardware.num_nodes nodes)"
+    )
+
+
+def worker_launcher_refusal(cfg: DictConfig, overrides: list[str]) -> str | None:
+    """Why ``launcher=joblib`` cannot run this multi-process job, or None. Lightning launches ranks 1..N-1
+    by re-executing the main script, and a joblib worker's main script is joblib's own (loky), not run.py:
+    the ranks die at their first line and the job with them."""
+    if not any(o.startswith("launcher=joblib") for o in overrides):
+        return None
+    hardware = cfg.get("hardware")
+    if not isinstance(hardware, DictConfig) or strategy_family(str(hardware.get("strategy"))) is None:
+        return None
+    return (
+        f"launcher=joblib cannot run hardware={hardware.get('name')} (strategy {hardware.get('strategy')}): "
+        "Lightning starts the other ranks by re-running the main script, which in a joblib worker is not "
+        "run.py. Sweep without launcher=joblib (jobs run one after another, each on all its devices), or "
+        "use launcher=slurm, where SLURM starts the ranks"
     )
 
 

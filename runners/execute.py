@@ -14,7 +14,14 @@ from omegaconf import DictConfig
 
 from runners import fit_runner, loop_runner, pipeline_runner
 from runners.context import RunContext
-from runners.distributed import WorkerFinished, adopt_submitit_local_ranks, is_global_zero
+from runners.distributed import (
+    RANK_JOB_ENV,
+    WorkerFinished,
+    adopt_submitit_local_ranks,
+    is_global_zero,
+    launch_episode,
+    publish_job_for_ranks,
+)
 from runners.identity import check_identity, config_identity
 from runners.loggers import build_loggers, close_loggers, wandb_run_dir
 from runners.results import ResultsSink, error_message, read_results
@@ -74,7 +81,12 @@ def execute(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float] | 
         raise
     if not is_global_zero():  # a rank the ddp launcher started inside rank 0's run: rank 0 owns the dir
         return _execute_worker(cfg, out_dir)
-    with RunDirLock(out_dir):  # one run per dir; the OS drops the lock when this process ends
+    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        with RunDirLock(out_dir):  # one run per dir; the OS drops the lock when this process ends
+            return _execute_locked(cfg, out_dir, overrides)
+    # A sweep job is one launch episode: the ranks Lightning launches run this job only, and leave with it.
+    with launch_episode(RANK_JOB_ENV), RunDirLock(out_dir):
+        publish_job_for_ranks(overrides, str(out_dir))
         return _execute_locked(cfg, out_dir, overrides)
 
 

@@ -238,9 +238,10 @@ def validate_overrides(argv: Sequence[str], check_machine: bool = False) -> Dict
                 message = _valid_keys_message(overrides, key)
         raise ConfigError(message) from None
     check_schemas(cfg)
-    from runners.distributed import cluster_tasks_refusal  # launcher=slurm sizes jobs from hardware
+    from runners.distributed import cluster_tasks_refusal, worker_launcher_refusal
 
-    if (refusal := cluster_tasks_refusal(cfg, overrides)) is not None:
+    refusal = cluster_tasks_refusal(cfg, overrides) or worker_launcher_refusal(cfg, overrides)
+    if refusal is not None:
         raise ConfigError(refusal)
     if check_machine:
         check_data_files(cfg)

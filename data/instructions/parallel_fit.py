@@ -28,13 +28,16 @@ from typing import Any
 
 import torch
 
-from runners.distributed import WorkerFinished, planned_world_size, strategy_family
+from runners.distributed import (
+    WorkerFinished,
+    launch_episode,
+    launched_externally,
+    planned_world_size,
+    strategy_family,
+)
 
-# What Lightning's subprocess launcher puts in rank 0's own environment (subprocess_script.py).
-LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 # Set by rank 0 before it launches ranks for one fit; inherited by them, so they know to leave after it.
 LAUNCHED_FOR_FIT = "REPROLAB_LAUNCHED_FOR_FIT"
-EXTERNAL = ("RANK", "TORCHELASTIC_RUN_ID")
 
 
 def world_size(hardware: Any) -> int:
@@ -80,29 +83,18 @@ def fit_episode(hardware: Any) -> Iterator[None]:
     if world_size(hardware) == 1:
         yield
         return
-    if any(v in os.environ for v in EXTERNAL):
+    if launched_externally():
         raise ValueError(
             "the instruction tuner runs inside a pipeline stage: under an external launcher (torchrun, "
             "SLURM tasks) every rank would run the whole pipeline. Launch run.py once with "
             "hardware.devices=N on one node (Lightning starts the ranks for each fit)"
         )
-    launcher = LAUNCHED_FOR_FIT not in os.environ  # this process is rank 0 and will launch the others
-    before = {v: os.environ.get(v) for v in (*LAUNCH_VARIABLES, LAUNCHED_FOR_FIT)}
-    if launcher:
-        os.environ[LAUNCHED_FOR_FIT] = "1"
-    try:
+    if LAUNCHED_FOR_FIT in os.environ:  # a rank rank 0 launched for this fit: it leaves after it
         yield
-    finally:
-        if launcher:
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
-            for name, value in before.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-    if not launcher:
         raise WorkerFinished
+    with launch_episode(LAUNCHED_FOR_FIT):  # rank 0: it will launch the others
+        os.environ[LAUNCHED_FOR_FIT] = "1"
+        yield
 
 
 def unsharded(trainer: Any, model: Any, wrap: Callable[[Any], Any] = lambda m: m) -> Any:
