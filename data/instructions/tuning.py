@@ -96,6 +96,23 @@ class InstructionTuner(lightning.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: Any,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Under FSDP, clip by the norm over every shard through the root module's ``clip_grad_norm_`` (a
+        collective), as HF Trainer does for the official ``--fsdp`` runs: Lightning's FSDP precision clips
+        by value only and raises for ``"norm"`` (Lightning-AI/pytorch-lightning#19235)."""
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        root = self.trainer.strategy.model
+        if gradient_clip_val and isinstance(root, FullyShardedDataParallel):
+            root.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
