@@ -179,3 +179,17 @@ def test_the_data_stage_refuses_a_bad_benchmark_source_or_task_naming_the_key(
         typo.stage_data(ctx)
     IFD(**sizes, leaderboard={"tasks": PAPER_TASKS}).stage_data(ctx)  # known names pass
     assert (tmp_path / "train.jsonl").exists()
+
+
+def test_alpaca_eval_leaves_pairs_without_a_parsed_reply_out_of_n() -> None:
+    """Both orders unparsed: no preference, dropped from N (AlpacaEval drops non-preferences); the share of
+    unparsed replies is reported beside the rate."""
+    parsed = [
+        Verdict("q", [8, 2], [2, 8], "win", "win", "win"),
+        Verdict("q", [8, 2], None, "win", "unparsed", "win"),
+    ]
+    unparsed = [Verdict("q", None, None, "unparsed", "unparsed", "tie")] * 2
+    out = win_rate(parsed + unparsed)
+    assert out["alpaca_eval_n"] == 2.0 and out["alpaca_eval_win_rate"] == pytest.approx(1.0)
+    assert out["alpaca_eval_unparsed_share"] == pytest.approx(5 / 8)
+    assert "alpaca_eval_win_rate" not in win_rate(unparsed)  # nothing judged: no rate

@@ -11,8 +11,10 @@ papers' combination rule (data.llm.judge.combine), and ties counted half as Alpa
 win rate = (W + T/2) / N. Not AlpacaEval 1's own annotator (``alpaca_eval_gpt4``, one order drawn at
 random per item, its own ranking prompt): that prompt is the library's text, and a paraphrase would not
 be its annotator either, while both orders remove the position bias that AlpacaEval only averages out.
-The answers are also written in AlpacaEval's ``model_outputs`` format (``alpaca_eval_outputs.json``), so
-``alpaca_eval --model_outputs <run>/alpaca_eval_outputs.json`` gives the leaderboard's own number.
+The answers are also written in AlpacaEval's ``model_outputs`` format (``alpaca_eval_outputs.json``) for
+the ``alpaca_eval`` CLI. Its default today is AlpacaEval 2 (GPT-4 Turbo reference and annotator); the IFD
+paper's 34.74 / 26.46 are AlpacaEval 1 numbers, which need ``IS_ALPACA_EVAL_2=False`` (the
+``alpaca_eval_gpt4`` annotator against text-davinci-003's answers).
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from data.instructions.test_sets import TestSetError, read_text
+from data.llm.judge import summarize
 
-HUB_ID = "tatsu-lab/alpaca_eval"
 HUB_FILE = "alpaca_eval.json"  # the hub repo's file (its loading script reads it for the "eval" split)
-SIZE = 805
 FIELDS = ("instruction", "output", "generator", "dataset")
 
 
@@ -90,11 +91,17 @@ def model_outputs(items: Sequence[dict[str, str]], answers: Sequence[str], gener
 
 
 def win_rate(verdicts: Sequence[Any]) -> dict[str, float]:
-    """``alpaca_eval_win_rate`` (a fraction: wins + half the ties, over N) and the W/T/L counts."""
-    counts = {k: sum(v.verdict == k for v in verdicts) for k in ("win", "tie", "lose")}
-    n = len(verdicts)
+    """``alpaca_eval_win_rate`` (a fraction: wins + half the ties, over N), the W/T/L counts and the share of
+    judge replies that did not parse. A pair whose replies parsed in neither order expresses no preference
+    and is left out of N, as AlpacaEval drops non-preferences (metrics/helpers.py, describe_head2head)
+    rather than counting them as ties."""
+    judged = [v for v in verdicts if not (v.outcome_first == v.outcome_second == "unparsed")]
+    counts = {k: sum(v.verdict == k for v in judged) for k in ("win", "tie", "lose")}
+    n = len(judged)
     out = {f"alpaca_eval_{k}": float(c) for k, c in counts.items()}
     out["alpaca_eval_n"] = float(n)
+    if verdicts:
+        out["alpaca_eval_unparsed_share"] = summarize(verdicts)["judge_unparsed_share"]
     if n:
         out["alpaca_eval_win_rate"] = (counts["win"] + 0.5 * counts["tie"]) / n
     return out
