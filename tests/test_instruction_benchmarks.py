@@ -73,6 +73,20 @@ def test_a_folder_holding_every_configured_task_is_indexed_alone(tasks_and_model
         task_manager(LeaderboardConfig(tasks=PAPER_TASKS, include_path=str(folder / "missing")))
 
 
+@pytest.mark.slow
+def test_a_local_group_of_built_in_tasks_gets_the_full_index(tmp_path: Path) -> None:
+    """A group in include_path whose children are built-in tasks resolves only with the harness's index:
+    the folder alone would pass the check and fail at the leaderboard stage, after the tuning."""
+    from data.instructions.leaderboard import check_tasks, task_manager
+    from tests.paper.standins import lm_eval_local_group
+
+    lm_eval_local_group(tmp_path, "mine", ["copa"])  # copa: a built-in task, not in this folder
+    cfg = LeaderboardConfig(tasks={"mine": {"task": "mine", "num_fewshot": 0}}, include_path=str(tmp_path))
+    check_tasks(cfg)
+    manager = task_manager(cfg)
+    assert {"copa", "mine"} <= set(manager.all_tasks)  # the harness's index, with the local group on top
+
+
 def test_a_bad_task_or_metric_names_the_key(tasks_and_model: tuple) -> None:
     from data.instructions.leaderboard import evaluate_leaderboard
 

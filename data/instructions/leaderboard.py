@@ -73,9 +73,21 @@ def task_manager(cfg: LeaderboardConfig) -> Any:
         raise FileNotFoundError(f"method.leaderboard.include_path={cfg.include_path} is not a folder")
     local = TaskManager(include_path=folder, include_defaults=False)
     known = set(local.all_tasks) | set(getattr(local, "all_groups", ()))
-    if all(t.task in known for t in cfg.tasks.values()):
+    if all(t.task in known and _resolves(local, t.task) for t in cfg.tasks.values()):
         return local
     return TaskManager(include_path=folder)
+
+
+def _resolves(manager: Any, name: str) -> bool:
+    """Whether ``name`` loads from ``manager`` alone: a local group may name built-in tasks as children,
+    which only the full index holds (lm-eval then fails with a TypeError, not a KeyError)."""
+    if name not in set(getattr(manager, "all_groups", ())):
+        return True  # a task of the folder itself
+    try:
+        load_tasks(manager, name)
+    except (KeyError, TypeError, ValueError, FileNotFoundError):
+        return False
+    return True
 
 
 def check_tasks(cfg: LeaderboardConfig) -> None:
