@@ -176,9 +176,11 @@ class SelectionPipeline(PipelineMethod):
             except (ValueError, OSError) as ex:
                 raise ConfigError(f"method.alpaca_eval.source={cfg.alpaca_eval.source}: {ex}") from None
         if cfg.leaderboard.tasks:
+            from data.extras import require
             from data.instructions.leaderboard import check_tasks
 
             try:
+                require("lm_eval", "online", "method.leaderboard.tasks")
                 check_tasks(cfg.leaderboard)
             except (ValueError, OSError) as ex:
                 raise ConfigError(str(ex)) from None

@@ -51,9 +51,11 @@ def attention_for(cfg: H2OConfig) -> str:
 def check_tasks_available(tasks: list[str]) -> None:
     """lm-eval task names load their datasets from the hub: refuse at once, before any weights load, when
     it cannot be reached (local task YAML files need nothing)."""
+    from data.extras import require
     from data.hub import hub_unreachable
     from methods.h2o.lm_eval_tasks import is_task_name
 
+    require("lm_eval", "online", "method.evaluation=lm_eval")
     named = [t for t in tasks if is_task_name(t)]
     why = hub_unreachable("dataset") if named else None
     if why is not None:
