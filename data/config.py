@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from hydra.core.config_store import ConfigStore
 
@@ -168,6 +169,9 @@ class InstructionSelectionConfig:
     """What every instruction-data selection method shares (IFD, AlpaGasus): the data, the arm, the
     tuning of the selected data and the held-out evaluation (data.instructions.selection)."""
 
+    # Its multi-process fits are episodes of a one-process run whose ranks Lightning starts per fit
+    # (data.instructions.parallel_fit), so ranks started outside it are refused (runners.distributed).
+    ranks_per_fit: ClassVar[bool] = True
     # "generated" (offline, data.instructions.generated), a JSON/JSONL path, or a hub dataset name
     data: str = "generated"
     n_train: int = 2000

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 def global_rank() -> int:
@@ -207,6 +207,14 @@ def cluster_tasks_refusal(cfg: DictConfig, overrides: list[str]) -> str | None:
     hardware = cfg.get("hardware")
     if not isinstance(hardware, DictConfig) or strategy_family(str(hardware.get("strategy"))) is None:
         return None
+    method = cfg.get("method")
+    if isinstance(method, DictConfig) and getattr(OmegaConf.get_type(method), "ranks_per_fit", False):
+        return (
+            f"method={method.get('name')} cannot run its fits on SLURM tasks (launcher=slurm with "
+            f"hardware={hardware.get('name')}): it starts the ranks of each fit itself, so every task would "
+            "run the whole pipeline. Use launcher=slurm with hardware=gpu (one GPU per job), or run.py on an "
+            "allocated node with hardware.devices=N (Lightning starts the ranks for each fit)"
+        )
     devices = hardware.get("devices")
     if isinstance(devices, int) and devices > 0:
         return None

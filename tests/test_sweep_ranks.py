@@ -80,3 +80,11 @@ def test_a_half_done_ddp_sweep_resumes(cli, tmp_path: Path) -> None:
     records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/results.json"))]
     assert [r["status"] for r in records] == ["completed", "completed"]
     assert second.stderr.count("Launching 2 jobs") + second.stdout.count("Launching 2 jobs") == 1
+
+
+def test_fits_that_launch_their_own_ranks_are_refused_on_slurm_tasks() -> None:
+    ifd = ["-m", "method=ifd", "hardware=ddp", "hardware.devices=2", "method.tuning.micro_batch_size=4"]
+    with pytest.raises(ConfigError, match=r"method=ifd cannot run its fits on SLURM tasks"):
+        validate_overrides([*ifd, "launcher=slurm"])
+    validate_overrides(ifd)  # on one node Lightning starts the ranks of each fit
+    validate_overrides(["-m", "method=sbcl", "hardware=ddp", "hardware.devices=2", "launcher=slurm"])
