@@ -243,12 +243,20 @@ def worker_launcher_refusal(cfg: DictConfig, overrides: list[str]) -> str | None
 
 
 def tuning_batch_refusal(cfg: DictConfig) -> str | None:
-    """A method's ``tuning.batch_size`` that the planned ranks cannot split into equal micro-batches,
-    said at compose time instead of when the fit starts (data.instructions.tuning)."""
+    """A method's ``tuning.batch_size`` that the planned ranks cannot split into equal micro-batches, or
+    LoRA under FSDP, said at compose time instead of when the fit starts (data.instructions.tuning)."""
     method, hardware = cfg.get("method"), cfg.get("hardware")
     tuning = method.get("tuning") if isinstance(method, DictConfig) else None
     if not isinstance(tuning, DictConfig) or not isinstance(hardware, DictConfig):
         return None
+    if tuning.get("mode") == "lora" and strategy_family(str(hardware.get("strategy"))) == "fsdp":
+        # fp32 adapters beside the frozen base's weights in one FSDP unit: FSDP flattens each unit's
+        # parameters into one tensor, which must have a single dtype (torch _flat_param.py)
+        return (
+            "method.tuning.mode=lora cannot use hardware=fsdp: FSDP flattens each decoder layer's parameters "
+            "into one tensor of one dtype, and LoRA keeps fp32 adapters beside the frozen base. LoRA's "
+            "trainable state is small: use hardware=ddp (or method.tuning.mode=full with fsdp)"
+        )
     if "batch_size" not in tuning or "micro_batch_size" not in tuning:
         return None
     if str(hardware.get("devices")) in ("-1", "auto"):  # counted only when the fit starts (needs torch)

@@ -168,8 +168,7 @@ def check_schemas(cfg: DictConfig) -> None:
         raise ConfigError(str(ex).splitlines()[0]) from None
     from runners.distributed import strategy_refusal, tuning_batch_refusal  # issue 16
 
-    refusal = strategy_refusal(cfg) or tuning_batch_refusal(cfg)
-    if refusal:
+    if (refusal := strategy_refusal(cfg)) is not None:  # the method cannot use the strategy at all
         raise ConfigError(refusal)
     hardware = cfg.get("hardware")
     fsdp = isinstance(hardware, DictConfig) and str(hardware.get("strategy", "")).startswith("fsdp")
@@ -179,6 +178,8 @@ def check_schemas(cfg: DictConfig) -> None:
             f"only), not hardware.accelerator={hardware.accelerator}; on CPUs use "
             "hardware=ddp hardware.accelerator=cpu"
         )
+    if (refusal := tuning_batch_refusal(cfg)) is not None:
+        raise ConfigError(refusal)
 
 
 def _not_an_override(text: str) -> ConfigError:

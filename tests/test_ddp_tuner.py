@@ -116,3 +116,13 @@ def test_a_batch_the_ranks_cannot_split_is_refused_at_compose_time() -> None:
         validate_overrides(["method=ifd", *ddp])
     cfg = validate_overrides(["method=alpagasus", *ddp, "method.tuning.micro_batch_size=4"])
     assert cfg.method.tuning.micro_batch_size == 4
+
+
+def test_lora_under_fsdp_is_refused_at_compose_time() -> None:
+    """FSDP flattens a layer's frozen base and fp32 adapters into one tensor, which needs one dtype."""
+    from runners.validate import ConfigError, check_schemas, compose_config
+
+    fsdp = ["method=ifd", "hardware=fsdp", "hardware.devices=2", "method.tuning.micro_batch_size=4"]
+    with pytest.raises(ConfigError, match=r"method.tuning.mode=lora cannot use hardware=fsdp"):
+        check_schemas(compose_config(fsdp))
+    check_schemas(compose_config([*fsdp, "method.tuning.mode=full"]))
