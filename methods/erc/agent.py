@@ -17,7 +17,9 @@ from torch import Tensor, nn
 
 from methods.erc.config import ERCConfig
 from methods.erc.regularizer import eigensubspace_penalty
+from runners.off_policy.fused_adam_step import adam_step
 from runners.off_policy.networks import TanhGaussianActor, TwinCritic
+from runners.off_policy.plain_fabric import backward_fn, bare
 
 
 class Temperature(nn.Module):
@@ -50,20 +52,29 @@ class SACAgent:
         )
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else cfg.target_entropy
         self.updates = 0
+        # The hot path's modules, optimizers and backward: Fabric's wrappers above (state_dict, DDP,
+        # mixed precision) or, on one device in fp32, the bare objects they wrap (plain_fabric).
+        self._actor, self._critic, self._temperature = (
+            bare(fabric, m) for m in (self.actor, self.critic, self.temperature)
+        )
+        self._actor_opt, self._critic_opt, self._alpha_opt = (
+            bare(fabric, o) for o in (self.actor_opt, self.critic_opt, self.alpha_opt)
+        )
+        self._backward = backward_fn(fabric)
         self._critic_params = list(critic.parameters())
         self._target_params = list(self.critic_target.parameters())
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         x = torch.as_tensor(obs, device=self.fabric.device).unsqueeze(0)
-        action = self.actor.mean_action(x) if deterministic else self.actor.sample(x)[0]
+        action = self._actor.mean_action(x) if deterministic else self._actor.sample(x)[0]
         return action[0].cpu().numpy()
 
     @torch.no_grad()
     def td_target(self, rew: Tensor, next_obs: Tensor, not_done: Tensor) -> Tensor:
         """y = r + γ(1 − d)(min_j Q̄_j(s′, a′) − α log π(a′|s′)), a′ ~ π(·|s′)."""
-        next_act, next_logp = self.actor.sample(next_obs)
-        alpha = self.temperature()
+        next_act, next_logp = self._actor.sample(next_obs)
+        alpha = self._temperature()
         next_v = self.critic_target(next_obs, next_act).min(dim=0).values - alpha * next_logp
         return rew + not_done * self.cfg.gamma * next_v
 
@@ -71,20 +82,20 @@ class SACAgent:
     def squared_td_errors(self, batch: tuple[Tensor, ...]) -> Tensor:
         """e_ij = (Q_j(s_i, a_i) − y_i)², shape [2, batch]: the quantity whose dispersion ERC shrinks."""
         obs, act, rew, next_obs, not_done = batch
-        return (self.critic(obs, act) - self.td_target(rew, next_obs, not_done)).pow(2)
+        return (self._critic(obs, act) - self.td_target(rew, next_obs, not_done)).pow(2)
 
     def update(self, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
         cfg = self.cfg
         obs, act, rew, next_obs, not_done = batch
         y = self.td_target(rew, next_obs, not_done)
-        sq_err = (self.critic(obs, act) - y).pow(2)  # e_ij, [2, batch]
+        sq_err = (self._critic(obs, act) - y).pow(2)  # e_ij, [2, batch]
         td_loss = sq_err.mean(dim=-1).sum()
         penalty = (
             eigensubspace_penalty(sq_err, cfg.beta, cfg.reg_clip) if cfg.beta > 0 else td_loss.new_zeros(())
         )
-        self.critic_opt.zero_grad(set_to_none=True)
-        self.fabric.backward(td_loss + penalty)
-        self.critic_opt.step()
+        self._critic_opt.zero_grad(set_to_none=True)
+        self._backward(td_loss + penalty)
+        adam_step(self._critic_opt)
         self.updates += 1
         stats = {"critic/td_loss": td_loss.detach(), "critic/erc_penalty": penalty.detach()}
         if self.updates % cfg.policy_every == 0:
@@ -93,15 +104,15 @@ class SACAgent:
         return stats
 
     def _update_actor_and_alpha(self, obs: Tensor) -> dict[str, Tensor]:
-        alpha = self.temperature()
-        action, logp = self.actor.sample(obs)
-        self.critic.requires_grad_(False)  # the actor loss needs ∂Q/∂a only, not critic weight gradients
-        q = self.critic(obs, action).min(dim=0).values
-        self.critic.requires_grad_(True)
+        alpha = self._temperature()
+        action, logp = self._actor.sample(obs)
+        self._critic.requires_grad_(False)  # the actor loss needs ∂Q/∂a only, not critic weight gradients
+        q = self._critic(obs, action).min(dim=0).values
+        self._critic.requires_grad_(True)
         actor_loss = (alpha.detach() * logp - q).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        self.fabric.backward(actor_loss)
-        self.actor_opt.step()
+        self._actor_opt.zero_grad(set_to_none=True)
+        self._backward(actor_loss)
+        adam_step(self._actor_opt)
         stats = {
             "actor/loss": actor_loss.detach(),
             "actor/entropy": -logp.detach().mean(),
@@ -109,9 +120,9 @@ class SACAgent:
         }
         if self.cfg.learn_alpha:
             alpha_loss = (alpha * (-logp.detach() - self.target_entropy)).mean()
-            self.alpha_opt.zero_grad(set_to_none=True)
-            self.fabric.backward(alpha_loss)
-            self.alpha_opt.step()
+            self._alpha_opt.zero_grad(set_to_none=True)
+            self._backward(alpha_loss)
+            adam_step(self._alpha_opt)
         return stats
 
     def state_dict(self) -> dict[str, Any]:

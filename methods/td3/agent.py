@@ -16,7 +16,9 @@ from lightning.fabric import Fabric
 from torch import Tensor
 
 from methods.td3.config import TD3Config
+from runners.off_policy.fused_adam_step import adam_step
 from runners.off_policy.networks import DeterministicActor, TwinCritic
+from runners.off_policy.plain_fabric import backward_fn, bare
 
 MODULES = ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt")
 
@@ -37,12 +39,16 @@ class TD3Agent:
             critic, torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, fused=True)
         )
         self.updates = 0
+        # the hot path's bare modules/optimizers where Fabric's wrappers add nothing (plain_fabric)
+        self._actor, self._critic = bare(fabric, self.actor), bare(fabric, self.critic)
+        self._actor_opt, self._critic_opt = bare(fabric, self.actor_opt), bare(fabric, self.critic_opt)
+        self._backward = backward_fn(fabric)
         self._online = [*actor.parameters(), *critic.parameters()]
         self._targets = [*self.actor_target.parameters(), *self.critic_target.parameters()]
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        action = self.actor(torch.as_tensor(obs, device=self.fabric.device).unsqueeze(0))[0]
+        action = self._actor(torch.as_tensor(obs, device=self.fabric.device).unsqueeze(0))[0]
         if not deterministic:
             action = (action + self.cfg.expl_noise * torch.randn_like(action)).clamp(-1.0, 1.0)
         return action.cpu().numpy()
@@ -65,24 +71,24 @@ class TD3Agent:
     @torch.no_grad()
     def squared_td_errors(self, batch: tuple[Tensor, ...]) -> Tensor:
         obs, act, rew, next_obs, not_done = batch
-        return (self.critic(obs, act) - self.td_target(rew, next_obs, not_done)).pow(2)
+        return (self._critic(obs, act) - self.td_target(rew, next_obs, not_done)).pow(2)
 
     def update(self, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
         obs, act, rew, next_obs, not_done = batch
         y = self.td_target(rew, next_obs, not_done)
-        critic_loss = (self.critic(obs, act) - y).pow(2).mean(dim=-1).sum()  # Σ_j MSE(Q_j, y)
-        self.critic_opt.zero_grad(set_to_none=True)
-        self.fabric.backward(critic_loss)
-        self.critic_opt.step()
+        critic_loss = (self._critic(obs, act) - y).pow(2).mean(dim=-1).sum()  # Σ_j MSE(Q_j, y)
+        self._critic_opt.zero_grad(set_to_none=True)
+        self._backward(critic_loss)
+        adam_step(self._critic_opt)
         self.updates += 1
         stats = {"critic/td_loss": critic_loss.detach()}
         if self.updates % self.cfg.policy_every == 0:
-            self.critic.requires_grad_(False)
-            actor_loss = -self.critic(obs, self.actor(obs))[0].mean()  # ∇_φ Q_θ1(s, μ_φ(s)), Q_1 only
-            self.critic.requires_grad_(True)
-            self.actor_opt.zero_grad(set_to_none=True)
-            self.fabric.backward(actor_loss)
-            self.actor_opt.step()
+            self._critic.requires_grad_(False)
+            actor_loss = -self._critic(obs, self._actor(obs))[0].mean()  # ∇_φ Q_θ1(s, μ_φ(s)), Q_1 only
+            self._critic.requires_grad_(True)
+            self._actor_opt.zero_grad(set_to_none=True)
+            self._backward(actor_loss)
+            adam_step(self._actor_opt)
             torch._foreach_lerp_(self._targets, self._online, self.cfg.tau)  # θ′ ← τθ + (1 − τ)θ′
             stats["actor/loss"] = actor_loss.detach()
         return stats
