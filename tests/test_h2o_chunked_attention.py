@@ -151,3 +151,91 @@ def test_batch_select_keeps_chosen_rows_and_leaves_the_original(tiny: torch.nn.M
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     for layer, keys in zip(cache.layers, before, strict=True):
         assert torch.equal(layer.keys, keys) and layer.keys.shape[0] == 3
+
+
+class HostSyncs(torch.overrides.TorchFunctionMode):
+    """Counts the calls that copy a tensor's value to the host (each one a GPU sync on a GPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.Tensor.__bool__, torch.Tensor.item, torch.Tensor.tolist):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def eager_reference(query, key, value, mask, scaling):
+    """The eager matrix with repeated KV heads: output [b, q, heads, d] and column sums [b, kv_heads, kv]."""
+    groups = query.shape[1] // key.shape[1]
+    weights = torch.softmax(query @ key.repeat_interleave(groups, 1).transpose(-1, -2) * scaling + mask, -1)
+    out = (weights @ value.repeat_interleave(groups, 1)).transpose(1, 2)
+    return out, weights.view(key.shape[0], key.shape[1], -1, *weights.shape[-2:]).sum(dim=(2, 3))
+
+
+def causal_mask(batch: int, q_len: int, kv_len: int) -> torch.Tensor:
+    i, j = torch.arange(q_len)[:, None], torch.arange(kv_len)[None]
+    hidden = torch.finfo(torch.float32).min
+    return torch.where(j <= kv_len - q_len + i, 0.0, hidden).expand(batch, 1, -1, -1).clone()
+
+
+def test_causal_tail_is_checked_once_per_mask_not_per_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight blocks of query rows, one host sync for the mask's shape; a second layer handed the same mask
+    tensor reuses the answer; an in-place change to the mask is seen (checked again, eager result)."""
+    torch.manual_seed(1)
+    batch, q_heads, kv_heads, q_len, past, dim = 2, 4, 2, 16, 3, 8
+    query = torch.randn(batch, q_heads, q_len, dim)
+    key, value = (
+        torch.randn(batch, kv_heads, past + q_len, dim),
+        torch.randn(batch, kv_heads, past + q_len, dim),
+    )
+    mask = causal_mask(batch, q_len, past + q_len)
+    monkeypatch.setattr(attention, "CHUNK_ELEMENTS", 2 * batch * q_heads * (past + q_len))  # 2 rows/block
+    for syncs_wanted in (1, 0):  # first layer checks, the next reuses
+        with HostSyncs() as syncs:
+            out, sums = chunked_attention(query, key, value, mask, 0.3)
+        assert syncs.count == syncs_wanted
+        ref_out, ref_sums = eager_reference(query, key, value, mask, 0.3)
+        torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(sums, ref_sums, atol=1e-5, rtol=1e-5)
+    mask[1, :, :, 0] = torch.finfo(torch.float32).min  # row 1 now pads its first key: no longer pure
+    with HostSyncs() as syncs:
+        out, sums = chunked_attention(query, key, value, mask, 0.3)
+    assert syncs.count == 1
+    ref_out, ref_sums = eager_reference(query, key, value, mask, 0.3)
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(sums, ref_sums, atol=1e-5, rtol=1e-5)
+    assert float(sums[1, :, 0].abs().max()) == 0.0  # the padded key received nothing
+
+
+@pytest.mark.parametrize("kind", ["causal", "padded", "bias", "bool", "not causal", "none"])
+@pytest.mark.parametrize("rows_per_block", [2, 0])  # 0: the whole call in one block (a decode step)
+def test_every_mask_kind_gives_the_eager_result(kind: str, rows_per_block: int) -> None:
+    """Only a purely causal mask (0 up to the diagonal) lets a block add just its diagonal tile; padding,
+    an additive bias, a boolean mask, a non-causal mask and no mask must all still give the eager result."""
+    torch.manual_seed(2)
+    batch, q_heads, kv_heads, q_len, past, dim = 2, 6, 3, 9 if rows_per_block else 1, 4, 8
+    kv_len = past + q_len
+    query = torch.randn(batch, q_heads, q_len, dim)
+    key, value = torch.randn(batch, kv_heads, kv_len, dim), torch.randn(batch, kv_heads, kv_len, dim)
+    mask = causal_mask(batch, q_len, kv_len)
+    if kind == "padded":
+        mask[0, :, :, :2] = torch.finfo(torch.float32).min
+    elif kind == "bias":
+        mask = mask + torch.linspace(-2.0, 0.0, kv_len)  # visible keys get a nonzero additive bias
+    elif kind == "not causal":
+        mask = torch.zeros(batch, 1, q_len, kv_len)
+        mask[1, :, 0, -1] = torch.finfo(torch.float32).min  # hides one key in row 0 only
+    reference_mask = torch.zeros(batch, 1, q_len, kv_len) if kind == "none" else mask
+    given = {"bool": mask == 0, "none": None}.get(kind, mask)
+    old = attention.CHUNK_ELEMENTS
+    try:
+        if rows_per_block:
+            attention.CHUNK_ELEMENTS = rows_per_block * batch * q_heads * kv_len
+        out, sums = chunked_attention(query, key, value, given, 0.4)
+    finally:
+        attention.CHUNK_ELEMENTS = old
+    ref_out, ref_sums = eager_reference(query, key, value, reference_mask, 0.4)
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(sums, ref_sums, atol=1e-5, rtol=1e-5)

@@ -8,11 +8,14 @@ and it reports weights per KV head: [batch, kv_heads, query_heads_per_kv, q_len,
 An observer that only needs what each key received (``EvictingCache.observe``, marked with
 ``column_sum_observer``) gets column sums [batch, kv_heads, kv_len] instead: the attention is then
 computed in blocks of query rows (``chunked_attention``), so the full fp32 matrix of a long prefill is
-never materialised, and the blocks skip the keys the causal mask hides from all their rows.
+never materialised, and the blocks skip the keys the causal mask hides from all their rows (the mask's
+shape is checked once per mask tensor, so one host sync per forward, not one per block and layer). A
+decode step is one block and runs with no block bookkeeping.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,6 +27,7 @@ from torch import Tensor
 OBSERVED_ATTENTION = "reprolab_observed"
 _observer: ContextVar[Callable[[int, Tensor], None] | None] = ContextVar("attention_observer", default=None)
 CHUNK_ELEMENTS = 2**21  # scores per block of query rows (8 MiB in fp32): cache-sized, few Python steps
+_causal_memo: tuple[weakref.ref, tuple, tuple[bool, bool]] | None = None  # last mask _causal_shape saw
 
 
 def column_sum_observer(fn: Callable) -> Callable:
@@ -62,6 +66,27 @@ def _mask_for_keys(attention_mask: Tensor, kv_len: int) -> Tensor:
     return attention_mask[..., width - kv_len :]
 
 
+def _causal_shape(attention_mask: Tensor, mask: Tensor, past: int) -> tuple[bool, bool]:
+    """For ``mask`` [.., q_len, kv_len]: whether it hides from every query row i all keys after
+    ``past + i`` (causal), and whether it is also 0 up to there (purely causal: no padding, no bias).
+
+    One check (one host sync) per mask: transformers builds the mask once per forward and hands the
+    same tensor to every layer, so the answer is kept for that tensor (by identity and version, so an
+    in-place change is seen) and the other layers reuse it."""
+    global _causal_memo
+    key = (attention_mask._version, tuple(mask.shape), past)
+    if _causal_memo is not None and _causal_memo[0]() is attention_mask and _causal_memo[1] == key:
+        return _causal_memo[2]
+    visible = mask if not mask.is_floating_point() else mask > torch.finfo(mask.dtype).min / 2
+    nonzero = visible.logical_not() if not mask.is_floating_point() else mask != 0
+    future, left = torch.stack(
+        [torch.triu(visible, past + 1).any(), torch.tril(nonzero, past).any()]
+    ).tolist()
+    causal, pure = not future, not future and not left
+    _causal_memo = (weakref.ref(attention_mask), key, (causal, pure))
+    return causal, pure
+
+
 def chunked_attention(
     query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None, scaling: float
 ) -> tuple[Tensor, Tensor]:
@@ -69,45 +94,49 @@ def chunked_attention(
     the column sums [batch, kv_heads, kv_len] (fp32) of the softmax weights.
 
     Each block holds its rows' full score rows, so its softmax (row normaliser = logsumexp over the
-    visible keys) is the eager one. Keys after ``past + last row`` are hidden from every row of the block
-    by a causal mask; where the mask says so (checked, not assumed) the block stops there, which halves a
-    prefill's work. With no mask nothing is skipped, as in eager attention."""
+    visible keys) is the eager one; the output and the column sums come from the same probabilities.
+    Grouped-query heads share their KV head by reshaping the queries (no repeated keys). Where the mask
+    hides every key after ``past + row`` (checked once per mask, not assumed) each block stops at its
+    last row's causal end, which halves a prefill's work. With no mask nothing is skipped, as in eager
+    attention. A call that fits one block (every decode step) runs without the block bookkeeping."""
     batch, q_heads, q_len, head_dim = query.shape
     kv_heads, kv_len = key.shape[1], key.shape[2]
-    groups = q_heads // kv_heads
+    groups, dv = q_heads // kv_heads, value.shape[-1]
     q = query.view(batch, kv_heads, groups, q_len, head_dim)
     mask = None if attention_mask is None else _mask_for_keys(attention_mask, kv_len)
-    hidden = torch.finfo(mask.dtype).min / 2 if mask is not None and mask.is_floating_point() else None
-    out = query.new_empty(batch, kv_heads, groups, q_len, value.shape[-1])
-    sums = torch.zeros(batch, kv_heads, kv_len, dtype=torch.float32, device=query.device)
+    if mask is not None and not mask.is_floating_point():  # boolean: True = attend
+        mask = torch.zeros(mask.shape, dtype=query.dtype, device=mask.device).masked_fill_(
+            ~mask, torch.finfo(query.dtype).min
+        )
     rows = max(1, CHUNK_ELEMENTS // max(1, batch * q_heads * kv_len))
+    if rows >= q_len:  # one block: decoding, short prompts
+        scores = torch.matmul(q.reshape(batch, kv_heads, groups * q_len, head_dim), key.transpose(-1, -2))
+        scores.mul_(scaling)
+        if mask is not None:
+            scores.view(batch, kv_heads, groups, q_len, kv_len).add_(mask[:, :, None])
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32)
+        out = torch.matmul(weights.to(value.dtype), value).view(batch, q_heads, q_len, dv)
+        return out.transpose(1, 2).contiguous(), weights.sum(dim=2)
     past = kv_len - q_len
+    causal, pure = (False, False) if mask is None else _causal_shape(attention_mask, mask, past)
+    out = query.new_empty(batch, kv_heads, groups, q_len, dv)
+    sums = torch.zeros(batch, kv_heads, kv_len, dtype=torch.float32, device=query.device)
     for r0 in range(0, q_len, rows):
         r1 = min(q_len, r0 + rows)
-        block_mask = None if mask is None else mask[:, :, r0:r1]
-        hi = kv_len
-        if block_mask is not None:
-            causal_end = past + r1
-            if causal_end < kv_len:
-                tail = block_mask[..., causal_end:]
-                if bool((~tail).all()) if hidden is None else bool((tail <= hidden).all()):
-                    hi = causal_end
-            block_mask = block_mask[..., :hi]
+        hi = past + r1 if causal else kv_len
         n = (r1 - r0) * groups
         qb = q[:, :, :, r0:r1].reshape(batch, kv_heads, n, head_dim)
-        scores = (qb @ key[:, :, :hi].transpose(-1, -2)) * scaling  # [batch, kv_heads, groups*rows, hi]
-        if block_mask is not None:
-            if not block_mask.is_floating_point():  # boolean: True = attend
-                block_mask = torch.zeros_like(block_mask, dtype=scores.dtype).masked_fill(
-                    ~block_mask, torch.finfo(scores.dtype).min
-                )
-            scores = scores.view(batch, kv_heads, groups, r1 - r0, hi) + block_mask[:, :, None]
-        weights = torch.softmax(scores.view(batch, kv_heads, n, hi), dim=-1, dtype=torch.float32)
+        scores = torch.matmul(qb, key[:, :, :hi].transpose(-1, -2))  # [batch, kv_heads, groups*rows, hi]
+        scores.mul_(scaling)
+        if mask is not None:  # a purely causal mask is 0 left of the block's diagonal tile: add the tile
+            lo = past + r0 if pure else 0
+            scores.view(batch, kv_heads, groups, r1 - r0, hi)[..., lo:].add_(mask[:, :, None, r0:r1, lo:hi])
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32)
         sums[..., :hi] += weights.sum(dim=2)
-        out[:, :, :, r0:r1] = (weights.to(value.dtype) @ value[:, :, :hi]).view(
-            batch, kv_heads, groups, -1, head_dim
+        out[:, :, :, r0:r1] = torch.matmul(weights.to(value.dtype), value[:, :, :hi]).view(
+            batch, kv_heads, groups, -1, dv
         )
-    return out.view(batch, q_heads, q_len, -1).transpose(1, 2).contiguous(), sums
+    return out.view(batch, q_heads, q_len, dv).transpose(1, 2).contiguous(), sums
 
 
 def observed_attention(

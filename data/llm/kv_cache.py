@@ -28,7 +28,9 @@ class EvictingLayer(DynamicLayer):
     """Keys, values, positions and scores live in buffers of ``budget + 1`` entries (room for the token
     being attended to). In steady decoding one entry leaves per step: the newest entry moves into the
     evicted slot, so a step costs O(1) copies instead of re-gathering (or re-concatenating) the cache.
-    ``keys``/``values`` are views of the filled part; order inside the buffer carries no meaning."""
+    ``keys``/``values`` are views of the filled part; order inside the buffer carries no meaning. The
+    views of each filled length are made once per set of buffers (steady decoding alternates between
+    two lengths), not twice per step."""
 
     def __init__(self, policy: EvictionPolicy, budget: int) -> None:
         super().__init__()
@@ -54,14 +56,17 @@ class EvictingLayer(DynamicLayer):
         for fresh, previous in zip(new, old, strict=False):
             fresh[:, :, : self.stored] = previous[:, :, : self.stored]
         self._k, self._v, self._pos, self._score = new
+        self._view_memo: dict[int, tuple[Tensor, ...]] = {}  # a fresh dict: copies keep their own
         self._views()
 
     def _buffers(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return self._k, self._v, self._pos, self._score
 
     def _views(self) -> None:
-        self.keys, self.values = self._k[:, :, : self.stored], self._v[:, :, : self.stored]
-        self.positions, self.scores = self._pos[:, :, : self.stored], self._score[:, :, : self.stored]
+        views = self._view_memo.get(self.stored)
+        if views is None:
+            views = self._view_memo[self.stored] = tuple(b[:, :, : self.stored] for b in self._buffers())
+        self.keys, self.values, self.positions, self.scores = views
 
     def update(
         self, key_states: Tensor, value_states: Tensor, cache_kwargs: dict[str, Any] | None = None
@@ -74,8 +79,11 @@ class EvictingLayer(DynamicLayer):
             self._resize(max(end, min(self.budget + 1, 2 * self._k.shape[2])))
         self._k[:, :, self.stored : end] = key_states
         self._v[:, :, self.stored : end] = value_states
-        self._pos[:, :, self.stored : end] = torch.arange(self.seen, self.seen + new, device=self.device)
-        self._score[:, :, self.stored : end] = 0.0
+        if new == 1:  # decoding: no arange to build
+            self._pos[:, :, self.stored].fill_(self.seen)
+        else:
+            self._pos[:, :, self.stored : end] = torch.arange(self.seen, self.seen + new, device=self.device)
+        self._score[:, :, self.stored : end].zero_()
         self.stored, self.seen = end, self.seen + new
         self._views()
         return self.keys, self.values
@@ -101,8 +109,8 @@ class EvictingLayer(DynamicLayer):
         entries = LayerEntries(self.positions, self.scores, self.seen)
         victim = self.policy.priority(entries).argmin(dim=-1, keepdim=True)  # [batch, heads, 1]
         last = self.stored - 1
-        for buffer in self._buffers():
-            index = victim if buffer.dim() == 3 else victim[..., None].expand(-1, -1, 1, buffer.shape[-1])
+        wide = victim[..., None].expand(-1, -1, 1, self._dim)  # one index for keys and values
+        for buffer, index in zip(self._buffers(), (wide, wide, victim, victim), strict=True):
             buffer.scatter_(2, index, buffer[:, :, last : last + 1].clone())
         self.stored = last
 
@@ -125,6 +133,7 @@ class EvictingLayer(DynamicLayer):
         if self.is_initialized:
             self._k, self._v, self._pos, self._score = (buffer[indices] for buffer in self._buffers())
             self._shape = (self._k.shape[0], self._k.shape[1])
+            self._view_memo = {}
             self._views()
 
     def get_seq_length(self) -> int:
