@@ -10,6 +10,7 @@ import torch
 from data.instructions.records import InstructionRecord
 from data.instructions.template import RESPONSE_MARKER, format_prompt
 from data.llm.loader import load_causal_lm, offline_model
+from methods.ifd.packing import pack_rows, tree_row
 from methods.ifd.scoring import (
     IFDScore,
     answer_losses,
@@ -141,3 +142,37 @@ def test_both_contexts_get_bos_and_the_answer_is_split_from_one_encoding() -> No
     assert reused == pytest.approx(plain, abs=1e-5)
     scored = ifd_scores(model, tok, RECORDS, batch_size=2)
     assert [s.direct for s in scored] == pytest.approx(plain[1::2], abs=1e-5)
+
+
+def test_token_tree_rows_by_hand() -> None:
+    seqs = [[5], [1, 2, 4], [1, 2, 3]]
+    # lexicographic: [1,2,3] (3 tokens), [1,2,4] (+1 after the shared [1,2]), [5] (+1 = 5 > 4: new row)
+    assert pack_rows(seqs, budget=4) == [[2, 1], [0]]
+    assert pack_rows(seqs, budget=5) == [[2, 1, 0]]
+    tokens, depth, chains = tree_row([[1, 2, 3], [1, 2, 4], [1, 2, 4], [1, 7]])
+    assert tokens == [1, 2, 3, 4, 7] and depth == [0, 1, 2, 2, 1]
+    assert chains == [[0, 1, 2], [0, 1, 3], [0, 1, 3], [0, 4]]  # a duplicate adds no node
+
+
+SHARED = [
+    *RECORDS,
+    InstructionRecord("d", "Reverse the word.", "stone", "enots"),  # same instruction as "a"
+    InstructionRecord("e", "What is 12 plus 30?", "", "forty-two"),  # same prompt as "b"
+    InstructionRecord("f", "Reverse the word.", "stone", "enots"),  # a duplicate of "d"
+]
+
+
+def test_packed_token_trees_equal_the_padded_path(smollm2) -> None:
+    """Packing (shared prefixes stored once, a 4-D tree mask, per-chain position ids) gives the padded
+    path's losses: a wrong mask or position would move them by far more than float error."""
+    model, tok = smollm2.model, smollm2.tokenizer
+    pairs = encode_pairs(tok, SHARED, max_length=512)
+    plain = answer_losses(model, pairs, batch_size=4, pad_id=tok.pad_token_id)
+    seqs = [c + a for c, a in pairs]
+    assert len(tree_row(sorted(seqs))[0]) < sum(map(len, seqs))  # the rows do share tokens
+    # several rows, padded, two per forward, no cached header; then all in one row after the header
+    for pack, rows, prefixes in ((40, 2, ()), (512, 1, template_prefixes(tok))):
+        packed = answer_losses(
+            model, pairs, batch_size=rows, pad_id=tok.pad_token_id, prefixes=prefixes, pack=pack
+        )
+        assert packed == pytest.approx(plain, abs=1e-4)

@@ -36,7 +36,11 @@ class IFDConfig(InstructionSelectionConfig):
     rate: float = 0.05
     arm: str = "ifd_top"
     max_length: int = 512
-    score_batch_size: int = 8  # measured fastest on CPU (bench/ifd_scoring.py): 8 > 16 > 32
+    # Scoring packs the records' sequences into rows of `score_pack_tokens` tokens (a shared prefix stored
+    # once, a block mask per sequence: methods/ifd/packing.py; 0: one padded sequence per row) and runs
+    # `score_batch_size` rows per forward (bench/ifd_scoring.py --sweep times other settings).
+    score_batch_size: int = 8
+    score_pack_tokens: int = 256
     # Paper-scale benchmarks of the tuned model (off by default; conf/budget/<method>/paper.yaml sets them):
     # the Open LLM Leaderboard tasks through lm-eval, AlpacaEval's win rate against its reference answers.
     leaderboard: LeaderboardConfig = field(default_factory=LeaderboardConfig)
@@ -48,6 +52,8 @@ class IFDConfig(InstructionSelectionConfig):
             check_choice(f"method.{key}", getattr(self, key), valid)
         if not 0 < self.rate <= 1:
             raise ValueError(f"method.rate={self.rate} must be in (0, 1]")
+        if self.score_batch_size < 1 or self.score_pack_tokens < 0:
+            raise ValueError("method.score_batch_size must be >= 1 and method.score_pack_tokens >= 0")
         if min(self.clusters, self.per_cluster) < 1:
             raise ValueError("method.clusters and method.per_cluster must be >= 1")
         if not 0 <= self.band_low <= self.band_high <= 100:

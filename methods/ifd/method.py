@@ -55,6 +55,7 @@ class IFD(SelectionPipeline):
             "hardware",
             "method.max_length",
             "method.score_batch_size",
+            "method.score_pack_tokens",
             "method.template",
         )
         reads["select"] += ("method.rate", "method.variant", "method.margin")
@@ -88,9 +89,9 @@ class IFD(SelectionPipeline):
     def stage_score(self, ctx: RunContext) -> dict[str, Any]:
         cfg = self.cfg
         model, tokenizer = self.adapter(ctx, "pre_experienced")  # on ctx.device
-        scores = ifd_scores(
-            model, tokenizer, self.records(ctx, "train"), cfg.max_length, cfg.score_batch_size, cfg.template
-        )
+        records = self.records(ctx, "train")
+        args = (cfg.max_length, cfg.score_batch_size, cfg.template)
+        scores = ifd_scores(model, tokenizer, records, *args, pack=cfg.score_pack_tokens)
         rows = [{**asdict(s), "ifd": s.ifd, "ifd_ppl": s.ifd_ppl} for s in scores]
         write_jsonl(ctx.out_dir / "scores.jsonl", rows)
         scored = scoreable(scores)

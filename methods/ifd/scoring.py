@@ -13,8 +13,9 @@ is the full prompt; the direct context is the prompt's last line, the response m
 ending (so both see the same text before the answer). Tokenizing the answer apart would give a
 SentencePiece tokenizer a spurious leading ``▁``. The direct answer is cut to the conditioned answer's
 length, so both losses cover the same number of answer tokens (the official code approximates this with
-``max_length - len(prompt) - 2``). Scoring is batched: all 2N sequences are sorted by length and run in
-padded batches, never one sample per forward.
+``max_length - len(prompt) - 2``). Scoring is batched, never one sample per forward: all 2N sequences are
+packed into token-tree rows (a prefix that records share is run once), or sorted by length into padded
+batches.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch import Tensor
 
 from data.instructions.records import InstructionRecord
 from data.instructions.template import PROMPT_NO_INPUT, PROMPT_WITH_INPUT, RESPONSE_MARKER, format_prompt
+from methods.ifd.packing import packed_batches
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ def answer_losses(
     on_batch: Callable[[int], None] | None = None,
     prefixes: Sequence[list[int]] = (),
     device: torch.device | str | None = None,
+    pack: int = 0,
 ) -> list[float]:
     """Mean NLL of each pair's answer tokens given its context, in the order of ``pairs``.
 
@@ -132,6 +135,12 @@ def answer_losses(
     (the prompt template's fixed header) reuses that prefix's KV cache, computed once, so the header
     is never run again: the same numbers with fewer tokens through the model. ``device`` (the runner's,
     ``ctx.device``) is where the model is moved and every tensor goes; None: where the model is.
+
+    ``pack`` > 0 packs sequences into rows of about that many tokens instead of padding them, each row
+    a token tree: sequences that share a prefix (records with the same instruction) store it once, a
+    4-D mask lets each token see only its own chain, and position ids restart per chain, so every
+    sequence is computed as if alone (same numbers up to float error); ``batch_size`` is then rows
+    per forward.
     """
     losses = [math.nan] * len(pairs)
     if device is not None:
@@ -144,6 +153,15 @@ def answer_losses(
         shared = prefixes[p][:-1] if p >= 0 else []
         skip = len(shared)
         cache = _prefix_cache(decoder, shared, device) if shared else None
+        if pack > 0:
+            for chunk, values in packed_batches(
+                decoder, head, pairs, members, skip, cache, pack, batch_size, pad_id, device
+            ):
+                for i, value in zip(chunk, values.tolist(), strict=True):
+                    losses[i] = value
+                if on_batch is not None:
+                    on_batch(len(chunk))
+            continue
         order = sorted(members, key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
@@ -215,12 +233,15 @@ def ifd_scores(
     batch_size: int = 16,
     template: str = "alpaca",
     device: torch.device | str | None = None,
+    pack: int = 256,
 ) -> list[IFDScore]:
-    """Both losses of every record, on ``device`` (the runner's; None: where the model is)."""
+    """Both losses of every record, on ``device`` (the runner's; None: where the model is). ``pack``:
+    tokens per packed row, ``batch_size`` rows per forward (1.6× faster than padded batches of 8 on
+    the bench's CPU, bench/ifd_scoring.py --sweep); 0: padded batches of ``batch_size`` sequences."""
     pairs = encode_pairs(tokenizer, records, max_length, template)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     prefixes = template_prefixes(tokenizer, template)
-    losses = answer_losses(model, pairs, batch_size, pad, prefixes=prefixes, device=device)
+    losses = answer_losses(model, pairs, batch_size, pad, prefixes=prefixes, device=device, pack=pack)
     return [
         IFDScore(r.id, losses[2 * k], losses[2 * k + 1], len(pairs[2 * k][1])) for k, r in enumerate(records)
     ]
