@@ -43,6 +43,7 @@ import torch
 from bench.targets import Target, print_targets
 from data.instructions.generated import generate
 from data.llm.loader import load_causal_lm, offline_model
+from methods.ifd.config import IFDConfig
 from methods.ifd.scoring import answer_losses, decoder_and_head, encode_pairs, template_prefixes
 
 SMOLLM2 = offline_model("smollm2_135m")
@@ -134,8 +135,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=1, help="rows per forward (ours)")
-    parser.add_argument("--pack", type=int, default=256, help="tokens per packed row (ours); 0: padding")
+    ifd = IFDConfig()  # what method=ifd runs unless told otherwise
+    parser.add_argument("--batch", type=int, default=ifd.score_batch_size, help="rows per forward (ours)")
+    parser.add_argument("--pack", type=int, default=ifd.score_pack_tokens, help="tokens per row; 0: padding")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sweep", action="store_true", help="also time other batch/pack settings")
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 samples, 2 rounds")

@@ -39,7 +39,7 @@ class IFDConfig(InstructionSelectionConfig):
     # Scoring packs the records' sequences into rows of `score_pack_tokens` tokens (a shared prefix stored
     # once, a block mask per sequence: methods/ifd/packing.py; 0: one padded sequence per row) and runs
     # `score_batch_size` rows per forward (bench/ifd_scoring.py --sweep times other settings).
-    score_batch_size: int = 8
+    score_batch_size: int = 4
     score_pack_tokens: int = 256
     # Paper-scale benchmarks of the tuned model (off by default; conf/budget/<method>/paper.yaml sets them):
     # the Open LLM Leaderboard tasks through lm-eval, AlpacaEval's win rate against its reference answers.
