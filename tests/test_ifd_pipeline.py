@@ -147,3 +147,26 @@ def test_the_paper_budget_selects_the_paper_model_hardware_and_evaluation(compos
     alpagasus = compose(["method=alpagasus", "scale=paper"])
     assert alpagasus.model.name == "yahma/llama-7b-hf" and alpagasus.hardware.accelerator == "gpu"
     assert alpagasus.method.max_new_tokens == 1024 and alpagasus.method.judge.model == "gpt-4"
+
+
+def test_several_ranks_load_whole_copies_not_an_accelerate_spread(tmp_path: Path, monkeypatch) -> None:
+    """model.device_map (auto at paper scale) spreads one copy over every GPU; under ddp/fsdp each rank
+    needs its own copy for Lightning to place or shard, so the map is dropped there and kept otherwise."""
+    from omegaconf import OmegaConf
+
+    import data.instructions.selection as selection
+    from data.config import CausalLMConfig
+    from methods.ifd.method import IFD
+    from runners.context import RunContext
+    from tests.paper.standins import tiny_causal_lm
+
+    base = tiny_causal_lm(tmp_path / "base", "llama")
+    model_cfg = OmegaConf.structured(CausalLMConfig(name=str(base), source="hub", device_map="cpu"))
+    loads = []
+    real = selection.load_causal_lm
+    monkeypatch.setattr(selection, "load_causal_lm", lambda cfg, *a: loads.append(cfg) or real(cfg, *a))
+    for devices, strategy in ((1, "auto"), (2, "ddp")):
+        hardware = {"accelerator": "cpu", "devices": devices, "strategy": strategy, "num_nodes": 1}
+        cfg = OmegaConf.create({"seed": 0, "model": model_cfg, "hardware": hardware})
+        IFD(tuning={"mode": "lora"}).trainable_model(RunContext(cfg=cfg, out_dir=tmp_path / "run"))
+    assert [c.device_map for c in loads] == ["cpu", None]

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from data.instructions.alpaca_eval import load_alpaca_eval, model_outputs, win_rate
 from data.instructions.generated import composition, exact_match, generate, generate_eval
+from data.instructions.parallel_fit import world_size
 from data.instructions.records import InstructionRecord, load_records, save_records
 from data.instructions.template import question_text
 from data.instructions.test_sets import load_test_sets
@@ -84,10 +85,13 @@ class SelectionPipeline(PipelineMethod):
         """The base model to fine-tune. A full fine-tune loads fp32 weights (its fp32 masters: a hub
         checkpoint in fp16 rounded to a bf16 ``model.dtype`` would lose bits before training starts) on
         the configured device; the compute dtype is ``hardware.precision`` (bf16-mixed at paper scale).
-        LoRA keeps the frozen base in ``model.dtype``: only its adapter trains (in fp32)."""
+        LoRA keeps the frozen base in ``model.dtype``: only its adapter trains (in fp32). Under several
+        ranks ``model.device_map`` is ignored: Lightning places each rank's copy (or shards it)."""
         model_cfg = OmegaConf.to_object(ctx.cfg.model)
         if self.cfg.tuning.mode == "full":
             model_cfg = dataclasses.replace(model_cfg, dtype="float32")
+        if world_size(ctx.cfg.get("hardware")) > 1:  # each rank holds (ddp) or shards (fsdp) a whole copy:
+            model_cfg = dataclasses.replace(model_cfg, device_map=None)  # no accelerate spread over GPUs
         lm = load_causal_lm(model_cfg)
         return dataclasses.replace(lm, model=self.on_device(lm.model, ctx))
 
