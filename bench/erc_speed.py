@@ -141,24 +141,28 @@ def time_ours(task: str, beta: float, steps: int, policy_every: int = 2, seed: i
         return time.perf_counter() - start
 
 
-def time_sb3(task: str, steps: int, seed: int = 0) -> float:
-    """Seconds to build stable-baselines3's SAC and ``learn`` LEARNING_STARTS + ``steps`` env steps."""
-    total = LEARNING_STARTS + steps
-    start = time.perf_counter()
-    model = SAC(
-        "MlpPolicy",
-        GymDMC(task, seed=seed),
+def sb3_settings(task: str, total: int, seed: int) -> dict[str, Any]:
+    """What SB3's and SBX's SAC share with ours: networks, batch, learning starts, one gradient step per
+    env step, a buffer holding the whole run."""
+    return dict(
+        policy="MlpPolicy",
+        env=GymDMC(task, seed=seed),
         batch_size=BATCH_SIZE,
         learning_starts=LEARNING_STARTS,
         train_freq=1,
         gradient_steps=1,
         buffer_size=total,
         policy_kwargs=dict(net_arch=HIDDEN),
-        device="cpu",
         seed=seed,
         verbose=0,
     )
-    model.learn(total)
+
+
+def time_sb3(task: str, steps: int, seed: int = 0) -> float:
+    """Seconds to build stable-baselines3's SAC and ``learn`` LEARNING_STARTS + ``steps`` env steps."""
+    total = LEARNING_STARTS + steps
+    start = time.perf_counter()
+    SAC(device="cpu", **sb3_settings(task, total, seed)).learn(total)
     return time.perf_counter() - start
 
 
@@ -170,19 +174,7 @@ def make_sbx(task: str, total: int, policy_delay: int = 1, seed: int = 0) -> Any
     """
     from sbx import SAC as SBXSAC  # the bench extra; imported here so the other learners run without it
 
-    return SBXSAC(
-        "MlpPolicy",
-        GymDMC(task, seed=seed),
-        batch_size=BATCH_SIZE,
-        learning_starts=LEARNING_STARTS,
-        train_freq=1,
-        gradient_steps=1,
-        policy_delay=policy_delay,
-        buffer_size=total,
-        policy_kwargs=dict(net_arch=HIDDEN),
-        seed=seed,
-        verbose=0,
-    )
+    return SBXSAC(policy_delay=policy_delay, **sb3_settings(task, total, seed))
 
 
 def time_sbx(task: str, steps: int, policy_delay: int = 1, seed: int = 0) -> float:
